@@ -1,0 +1,551 @@
+"""The `charrnn` command line: parses options and delegates to the library.
+
+Results go to stdout; progress bars, tables and warnings go to stderr.
+Library errors (CharRNNError) become one line `Error: ...` and exit code 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from .config import DataConfig, ModelConfig, TrainConfig
+from .errors import CharRNNError
+
+# Importing torch costs a second; commands import the library lazily so that
+# `charrnn --help` and usage errors stay instant.
+
+
+def _default(cls, name: str):
+    return {f.name: f.default for f in dataclasses.fields(cls)}[name]
+
+
+class CharRNNGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharRNNError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # disk full, permission denied, ...
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+
+
+@click.group(cls=CharRNNGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="charrnn")
+def cli():
+    """Character-level RNN / LSTM / GRU language models: train, sample, score."""
+
+
+def _stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
+# --------------------------------------------------------------------------- preprocess
+DATA_OPTIONS = [
+    click.option(
+        "--val",
+        "val_file",
+        type=click.Path(dir_okay=False),
+        help="Validation text file (default: split off the end of the corpus).",
+    ),
+    click.option(
+        "--val-fraction",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=_default(DataConfig, "val_fraction"),
+        show_default=True,
+        help="Fraction at the end of the corpus used for validation, cut at a line.",
+    ),
+    click.option(
+        "--encoding",
+        default=_default(DataConfig, "encoding"),
+        show_default=True,
+        help="Text encoding of the corpus files.",
+    ),
+]
+
+
+def _apply(options):
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+@cli.command()
+@click.argument("corpus", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Output directory [default: CORPUS.charrnn beside the corpus].",
+)
+@_apply(DATA_OPTIONS)
+def preprocess(corpus, out, val_file, val_fraction, encoding):
+    """Encode CORPUS into a compact id array plus vocabulary, for `charrnn train`.
+
+    Optional: train does this itself when needed and reuses the output
+    (CORPUS.charrnn) when it is up to date.
+    """
+    from .corpus import default_prepared_dir
+    from .corpus import preprocess as run_preprocess
+
+    out = Path(out) if out else default_prepared_dir(corpus)
+    config = DataConfig(val_fraction=val_fraction, val_file=val_file, encoding=encoding)
+    prepared = run_preprocess(corpus, out, config)
+    click.echo(
+        f"{out}: {prepared.meta['chars']} characters ({len(prepared.train)} train, "
+        f"{len(prepared.val)} validation), vocabulary of {len(prepared.vocab)}"
+    )
+
+
+# --------------------------------------------------------------------------- train
+class ProgressReporter:
+    """tqdm bar on stderr while training; a rich table at the end."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.smoothed = None
+
+    def on_start(self, info):
+        from tqdm import tqdm
+
+        if not self.quiet:
+            _stderr(
+                f"training {info['model_config']['cell']} "
+                f"{info['model_config']['layers']}x{info['model_config']['hidden']} "
+                f"({info['parameters']:,} parameters) on {info['train_chars']:,} characters, "
+                f"validating on {info['val_chars']:,}"
+            )
+        self.bar = tqdm(
+            total=1000,
+            unit="",
+            file=sys.stderr,
+            disable=self.quiet or None,
+            bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
+        )
+
+    def on_step(self, step, loss, lr, progress):
+        self.smoothed = loss if self.smoothed is None else 0.95 * self.smoothed + 0.05 * loss
+        if self.bar is not None and not self.bar.disable:
+            self.bar.update(int(progress * 1000) - self.bar.n)
+            self.bar.set_postfix_str(
+                f"step {step} loss {self.smoothed:.3f} bpc {self.smoothed / math.log(2):.3f} "
+                f"lr {lr:.1e}",
+                refresh=False,
+            )
+
+    def on_eval(self, record):
+        if not self.quiet:
+            line = (
+                f"step {record['step']}: val {record['val_loss']:.4f} nats/char "
+                f"({record['val_bpc']:.4f} bits/char), {record['chars_per_s']:,.0f} chars/s"
+            )
+            if self.bar is not None and not self.bar.disable:
+                self.bar.write(line, file=sys.stderr)
+            else:
+                _stderr(line)
+
+    def on_end(self, result):
+        if self.bar is not None:
+            self.bar.update(1000 - self.bar.n)
+            self.bar.close()
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="charrnn train", show_header=False)
+        for key, value in [
+            ("steps", f"{result.steps:,}"),
+            ("characters seen", f"{result.chars_seen:,}"),
+            ("training time", f"{result.train_seconds:.1f} s"),
+            ("throughput", f"{result.chars_per_s:,.0f} chars/s"),
+            (
+                "best validation",
+                f"{result.best_val_nats:.4f} nats/char, {result.best_val_bpc:.4f} bits/char",
+            ),
+            ("best model", str(result.best_model)),
+            ("last model", str(result.last_model)),
+        ]:
+            table.add_row(key, value)
+        Console(stderr=True).print(table)
+
+
+@cli.command()
+@click.argument("corpus", type=click.Path(), required=False)
+@_apply(DATA_OPTIONS)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Run directory for best/last model files [default: runs/<corpus name>].",
+)
+@click.option("--force", is_flag=True, help="Overwrite models already in the run directory.")
+@click.option(
+    "--cell",
+    type=click.Choice(["rnn", "lstm", "gru"]),
+    default=_default(ModelConfig, "cell"),
+    show_default=True,
+    help="Recurrent cell.",
+)
+@click.option(
+    "--layers",
+    type=click.IntRange(1),
+    default=_default(ModelConfig, "layers"),
+    show_default=True,
+    help="Stacked recurrent layers.",
+)
+@click.option(
+    "--hidden",
+    type=click.IntRange(1),
+    default=_default(ModelConfig, "hidden"),
+    show_default=True,
+    help="Hidden units per layer.",
+)
+@click.option(
+    "--embedding",
+    type=click.IntRange(1),
+    default=_default(ModelConfig, "embedding"),
+    show_default=True,
+    help="Character embedding size.",
+)
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=_default(ModelConfig, "dropout"),
+    show_default=True,
+    help="Dropout between layers and before the output layer.",
+)
+@click.option(
+    "--seq-len",
+    type=click.IntRange(1),
+    default=_default(TrainConfig, "seq_len"),
+    show_default=True,
+    help="Characters per truncated-BPTT window.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=_default(TrainConfig, "batch_size"),
+    show_default=True,
+    help="Parallel streams per batch.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, min_open=True),
+    default=_default(TrainConfig, "lr"),
+    show_default=True,
+    help="Peak learning rate (AdamW).",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(0),
+    default=_default(TrainConfig, "weight_decay"),
+    show_default=True,
+    help="AdamW weight decay.",
+)
+@click.option(
+    "--clip",
+    type=click.FloatRange(0, min_open=True),
+    default=_default(TrainConfig, "grad_clip"),
+    show_default=True,
+    help="Global gradient-norm clipping threshold.",
+)
+@click.option(
+    "--max-time",
+    type=click.FloatRange(0),
+    default=_default(TrainConfig, "max_time"),
+    show_default=True,
+    help="Training budget in seconds (0 = none); the LR schedule spans it.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(0),
+    default=_default(TrainConfig, "max_steps"),
+    show_default=True,
+    help="Stop after this many steps (0 = no limit).",
+)
+@click.option(
+    "--eval-every",
+    type=click.IntRange(0),
+    default=_default(TrainConfig, "eval_every"),
+    show_default=True,
+    help="Validate every N steps (0 = about four times per budget).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_default(TrainConfig, "seed"),
+    show_default=True,
+    help="Random seed; the same seed repeats a CPU run exactly.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+def train(
+    corpus,
+    val_file,
+    val_fraction,
+    encoding,
+    out,
+    force,
+    cell,
+    layers,
+    hidden,
+    embedding,
+    dropout,
+    seq_len,
+    batch_size,
+    lr,
+    weight_decay,
+    clip,
+    max_time,
+    max_steps,
+    eval_every,
+    seed,
+    as_json,
+    quiet,
+):
+    """Train a model on CORPUS (a text file or a preprocessed directory).
+
+    Without CORPUS, trains on the bundled Shakespeare text. Writes
+    best.safetensors and last.safetensors into the run directory.
+    """
+    from .bundled import bundled_corpus
+    from .corpus import prepare
+    from .train import train as run_training
+
+    corpus = Path(corpus) if corpus else bundled_corpus()
+    out = Path(out) if out else Path("runs") / corpus.name.split(".")[0]
+    existing = [p for p in (out / "best.safetensors", out / "last.safetensors") if p.exists()]
+    if existing and not force:
+        raise CharRNNError(
+            f"{out} already holds a trained model; pass --force to overwrite it, "
+            "or --out DIR to train elsewhere"
+        )
+    if force:
+        for path in existing + [out / "metrics.jsonl"]:
+            path.unlink(missing_ok=True)
+    data_config = DataConfig(val_fraction=val_fraction, val_file=val_file, encoding=encoding)
+    train_config = TrainConfig(
+        seq_len=seq_len,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        grad_clip=clip,
+        max_time=max_time,
+        max_steps=max_steps,
+        eval_every=eval_every,
+        seed=seed,
+    )
+    prepared = prepare(corpus, out / "data", data_config)
+    model_config = ModelConfig(
+        vocab_size=len(prepared.vocab),
+        cell=cell,
+        layers=layers,
+        hidden=hidden,
+        embedding=embedding,
+        dropout=dropout,
+    )
+    result = run_training(prepared, model_config, train_config, out, ProgressReporter(quiet))
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+
+
+# --------------------------------------------------------------------------- sample / score
+MODEL_OPTION = click.option(
+    "--model",
+    "model_path",
+    type=click.Path(),
+    help="Model file or run directory [default: the bundled Shakespeare model].",
+)
+
+
+def _load(model_path):
+    from .bundled import bundled_model
+    from .modelfile import load_model
+
+    return load_model(model_path or bundled_model())
+
+
+@cli.command()
+@MODEL_OPTION
+@click.option("--prime", default="", help="Text the sample starts with (it is printed too).")
+@click.option(
+    "--length",
+    type=click.IntRange(0),
+    default=500,
+    show_default=True,
+    help="Characters to generate after the prime.",
+)
+@click.option(
+    "--temperature",
+    "-t",
+    type=float,
+    default=0.8,
+    show_default=True,
+    help="Softmax temperature; 0 always picks the most likely character.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Sample only among the k most likely characters (0 = all).",
+)
+@click.option(
+    "--top-p",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Nucleus sampling: the smallest set with probability p.",
+)
+@click.option("--stop", default=None, help="End a sample right after this string appears.")
+@click.option(
+    "--seed", type=int, default=None, help="Random seed [default: a fresh one, printed to stderr]."
+)
+@click.option(
+    "--num-samples",
+    "-n",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Independent samples, generated side by side.",
+)
+@click.option(
+    "--separator", default="\n\n", show_default=repr("\n\n"), help="Printed between samples."
+)
+def sample(
+    model_path, prime, length, temperature, top_k, top_p, stop, seed, num_samples, separator
+):
+    """Generate text from a model; it streams to stdout as it is produced."""
+    from .sample import generate
+
+    if temperature < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--temperature")
+    loaded = _load(model_path)
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+        _stderr(f"seed: {seed}")
+    prime = prime.replace("\\n", "\n")
+    steps = generate(
+        loaded.model,
+        loaded.vocab,
+        prime,
+        length,
+        temperature,
+        top_k,
+        top_p,
+        num_samples,
+        stop,
+        seed,
+    )
+    out = sys.stdout
+    if num_samples == 1:
+        out.write(prime)
+        for chars in steps:
+            out.write(chars[0])
+            if chars[0] == "\n":
+                out.flush()
+        out.write("\n")
+    else:
+        pieces = [[prime] for _ in range(num_samples)]
+        for chars in steps:
+            for piece, char in zip(pieces, chars):
+                piece.append(char)
+        out.write(separator.join("".join(piece) for piece in pieces) + "\n")
+    out.flush()
+
+
+def _preview(text: str, width: int = 40) -> str:
+    flat = text.replace("\n", "\\n").replace("\t", "\\t")
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@MODEL_OPTION
+@click.option(
+    "--lines",
+    "lines_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Score each line of FILE as its own text ('-' = stdin).",
+)
+@click.option(
+    "--file",
+    "doc_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Score FILE as one document, the state carried throughout ('-' = stdin).",
+)
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="Score a long document as one stream (slower; parallel streams differ "
+    "by < 0.001 bits/char).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per text, then totals.")
+def score(texts, model_path, lines_file, doc_file, exact, as_json):
+    """Score TEXTS: log-probability, nats and bits per character, perplexity.
+
+    Each argument is one text. With no TEXTS, --lines or --file, reads one
+    text per line from stdin.
+    """
+    from .score import score_text, score_texts, total
+    from .textfile import read_text
+
+    items: list[tuple[str, str]] = [("arg", t) for t in texts]
+    if lines_file is None and doc_file is None and not texts:
+        if sys.stdin.isatty():
+            raise click.UsageError("give TEXTS, --lines FILE, --file FILE, or pipe text in")
+        lines_file = click.get_text_stream("stdin")
+    if lines_file is not None:
+        items += [("line", line.rstrip("\r\n")) for line in lines_file]
+    loaded = _load(model_path)
+    results = score_texts(loaded.model, loaded.vocab, [text for _, text in items])
+    if doc_file is not None:
+        text = sys.stdin.read() if doc_file == "-" else read_text(doc_file)
+        items.append(("file", text))
+        results.append(score_text(loaded.model, loaded.vocab, text, exact=exact))
+    totals = total(results)
+    if as_json:
+        for (kind, text), result in zip(items, results):
+            shown = doc_file if kind == "file" else text
+            click.echo(json.dumps({"text": shown, **result.to_dict()}, ensure_ascii=False))
+        click.echo(json.dumps({"total": True, "texts": len(results), **totals.to_dict()}))
+    else:
+        click.echo(
+            f"{'bits/char':>9} {'nats/char':>9} {'perplexity':>10} {'chars':>8} "
+            f"{'log-prob':>11}  text"
+        )
+        rows = [
+            ((doc_file if kind == "file" else _preview(text)), r)
+            for (kind, text), r in zip(items, results)
+        ]
+        if len(results) > 1:
+            rows.append(("(total)", totals))
+        for label, r in rows:
+            click.echo(
+                f"{r.bits_per_char:9.4f} {r.nats_per_char:9.4f} {r.perplexity:10.3f} "
+                f"{r.chars:8d} {r.log_prob:11.2f}  {label}"
+            )
+    if totals.unknown_chars:
+        unknown = loaded.vocab.unknown_chars("".join(text for _, text in items))
+        _stderr(
+            f"warning: skipped {totals.unknown_chars} character(s) the model has never "
+            f"seen: {', '.join(repr(c) for c in unknown[:10])}"
+        )
+
+
+def main():
+    cli(prog_name="charrnn")
+
+
+if __name__ == "__main__":
+    main()

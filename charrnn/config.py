@@ -1,0 +1,86 @@
+"""Settings, one frozen dataclass per concern; the single source of truth for defaults.
+
+The CLI reads its option defaults from here, and every model file stores the
+ModelConfig and TrainConfig it was made with. No torch here, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .errors import CharRNNError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a corpus is split into training and validation text."""
+
+    val_fraction: float = 0.1  # the last ~10%, cut at a line boundary
+    val_file: str | None = None  # explicit validation text instead of a split
+    encoding: str = "utf-8"
+
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a CharRNN. The defaults are the measured best for a few CPU minutes."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    layers: int = 1
+    hidden: int = 512
+    embedding: int = 64  # small: a character needs few dimensions, and it cuts FLOPs
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise CharRNNError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        for name in ("vocab_size", "layers", "hidden", "embedding"):
+            if getattr(self, name) < 1:
+                raise CharRNNError(f"{name} must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise CharRNNError("dropout must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. The defaults are the measured best for a few CPU minutes."""
+
+    seq_len: int = 64
+    batch_size: int = 32
+    lr: float = 6e-3
+    final_lr_ratio: float = 0.05  # the cosine schedule ends at lr * this
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # global-norm clipping threshold
+    max_time: float = 300.0  # seconds of training (0 = no limit); the schedule follows it
+    max_steps: int = 0  # 0 = no limit
+    eval_every: int = 0  # steps between validations; 0 = automatic (time-based)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.max_time <= 0 and self.max_steps <= 0:
+            raise CharRNNError("set a budget: --max-time SECONDS or --max-steps N")
+        for name in ("seq_len", "batch_size"):
+            if getattr(self, name) < 1:
+                raise CharRNNError(f"{name.replace('_', '-')} must be at least 1")
+        if self.lr <= 0:
+            raise CharRNNError("the learning rate must be positive")
+
+    def progress(self, elapsed: float, step: int) -> float:
+        """Fraction of the budget used: by time or by steps, whichever is further."""
+        by_time = elapsed / self.max_time if self.max_time > 0 else 0.0
+        by_steps = step / self.max_steps if self.max_steps > 0 else 0.0
+        return min(1.0, max(by_time, by_steps))
+
+    def learning_rate(self, step: int, progress: float) -> float:
+        """Linear warm-up, then cosine decay over the budget (time or steps)."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.lr * warm * (self.final_lr_ratio + (1.0 - self.final_lr_ratio) * cosine)

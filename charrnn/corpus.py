@@ -1,0 +1,170 @@
+"""Preprocessing: a text corpus -> a compact id array on disk plus its vocabulary.
+
+A prepared corpus is a directory holding `ids.npy` (train ids followed by
+validation ids, in the narrowest unsigned dtype) and `meta.json` (vocabulary,
+split point, and what it was made from, so a stale copy is never reused).
+Text is streamed in chunks, so the corpus never sits in memory as Python text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import DataConfig
+from .errors import CorpusError
+from .textfile import iter_text_chunks
+from .vocab import Vocabulary, code_points, smallest_id_dtype
+
+FORMAT_VERSION = 1
+NEWLINE = ord("\n")
+
+
+@dataclass
+class PreparedCorpus:
+    directory: Path
+    vocab: Vocabulary
+    train: np.ndarray  # (N_train,) ids, memory-mapped
+    val: np.ndarray  # (N_val,) ids, memory-mapped
+    meta: dict
+
+
+def _source_stamp(path: str | Path) -> dict:
+    path = Path(path).resolve()
+    stat = path.stat()
+    return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _scan(path: str | Path, encoding: str) -> tuple[set[int], int]:
+    """Pass 1: the distinct code points and the character count."""
+    points: set[int] = set()
+    count = 0
+    for chunk in iter_text_chunks(path, encoding):
+        cps = code_points(chunk)
+        points.update(np.unique(cps).tolist())
+        count += len(cps)
+    return points, count
+
+
+def _write_ids(path, encoding, vocab, out: np.ndarray, start: int, split_target: int | None):
+    """Pass 2: encode `path` into out[start:]; return (end, last newline end <= target)."""
+    pos = start
+    cut = None  # index just after the last newline at or before split_target
+    for chunk in iter_text_chunks(path, encoding):
+        cps = code_points(chunk)
+        out[pos : pos + len(cps)] = vocab.encode_points(cps, out.dtype)
+        if split_target is not None and pos <= split_target:
+            newlines = np.flatnonzero(cps[: split_target - pos] == NEWLINE)
+            if len(newlines):
+                cut = pos + int(newlines[-1]) + 1
+        pos += len(cps)
+    return pos, cut
+
+
+def default_prepared_dir(corpus: str | Path) -> Path:
+    """Where `charrnn preprocess CORPUS` writes by default: beside the corpus."""
+    corpus = Path(corpus)
+    return corpus.with_name(corpus.name + ".charrnn")
+
+
+def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | None = None):
+    """Encode `corpus` (and config.val_file) into `out_dir`; return the PreparedCorpus."""
+    config = config or DataConfig()
+    if not 0.0 < config.val_fraction < 1.0:
+        raise CorpusError("the validation fraction must be between 0 and 1")
+    sources = [corpus] + ([config.val_file] if config.val_file else [])
+    points: set[int] = set()
+    counts = []
+    for source in sources:
+        source_points, count = _scan(source, config.encoding)
+        if count == 0 or not "".join(map(chr, source_points)).strip():
+            raise CorpusError(f"{source}: has no text (it is empty or only whitespace)")
+        points |= source_points
+        counts.append(count)
+    vocab = Vocabulary.from_code_points(points)
+    total = sum(counts)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ids_tmp = out_dir / "ids.npy.tmp"
+    ids = np.lib.format.open_memmap(
+        ids_tmp, mode="w+", dtype=smallest_id_dtype(len(vocab)), shape=(total,)
+    )
+    if config.val_file:
+        split, _ = _write_ids(corpus, config.encoding, vocab, ids, 0, None)
+        _write_ids(config.val_file, config.encoding, vocab, ids, split, None)
+    else:
+        target = int(total * (1.0 - config.val_fraction))
+        _, cut = _write_ids(corpus, config.encoding, vocab, ids, 0, target)
+        split = cut if cut else target  # no newline before the target: cut mid-line
+    ids.flush()
+    del ids
+    meta = {
+        "format": "charrnn-corpus",
+        "version": FORMAT_VERSION,
+        "vocab": list(vocab.chars),
+        "split": split,
+        "chars": total,
+        "data_config": asdict(config),
+        "sources": [_source_stamp(s) for s in sources],
+    }
+    # ids first, meta last: a directory whose meta.json exists is complete.
+    os.replace(ids_tmp, out_dir / "ids.npy")
+    meta_tmp = out_dir / "meta.json.tmp"
+    meta_tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    os.replace(meta_tmp, out_dir / "meta.json")
+    return load_prepared(out_dir)
+
+
+def load_prepared(directory: str | Path) -> PreparedCorpus:
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        ids = np.load(directory / "ids.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CorpusError(f"{directory}: not a prepared corpus ({exc})") from None
+    if meta.get("format") != "charrnn-corpus" or meta.get("version") != FORMAT_VERSION:
+        raise CorpusError(f"{directory}: not a prepared corpus of this charrnn version")
+    split = meta["split"]
+    train, val = ids[:split], ids[split:]
+    if len(train) < 2 or len(val) < 2:
+        raise CorpusError(
+            f"corpus too small to split: {len(train)} training and {len(val)} validation characters"
+        )
+    return PreparedCorpus(directory, Vocabulary(tuple(meta["vocab"])), train, val, meta)
+
+
+def is_fresh(directory: str | Path, corpus: str | Path, config: DataConfig) -> bool:
+    """True when `directory` holds `corpus` prepared with `config` and sources unchanged."""
+    try:
+        meta = json.loads((Path(directory) / "meta.json").read_text(encoding="utf-8"))
+        sources = [corpus] + ([config.val_file] if config.val_file else [])
+        return (
+            meta.get("version") == FORMAT_VERSION
+            and meta.get("data_config") == asdict(config)
+            and meta.get("sources") == [_source_stamp(s) for s in sources]
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def prepare(corpus: str | Path, work_dir: str | Path, config: DataConfig | None = None):
+    """A prepared corpus for training: reuse a fresh one, else encode into `work_dir`.
+
+    `corpus` may itself be a prepared directory. Otherwise the preprocess
+    default (`CORPUS.charrnn` beside it) and `work_dir` are tried before encoding.
+    """
+    config = config or DataConfig()
+    corpus = Path(corpus)
+    if corpus.is_dir():
+        return load_prepared(corpus)
+    if not corpus.exists():
+        raise CorpusError(f"{corpus}: no such file")
+    for candidate in (default_prepared_dir(corpus), Path(work_dir)):
+        if is_fresh(candidate, corpus, config):
+            return load_prepared(candidate)
+    return preprocess(corpus, work_dir, config)

@@ -1,0 +1,170 @@
+"""Sampling: generate text one character at a time, O(1) work per character.
+
+The prime is run once through the fused model; after that a `StepDecoder`
+advances the state with the textbook cell equations (charrnn.cells), using a
+table of the first layer's input projections precomputed per character.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from .cells import gru_step, lstm_step, rnn_step
+from .errors import CharRNNError, UnknownCharactersError
+from .model import CharRNN, State
+from .score import start_id
+from .vocab import Vocabulary
+
+
+class StepDecoder:
+    """One time step of a CharRNN for a batch of streams, without autograd.
+
+    The state is kept in torch's layout (h (L, B, H), or (h, c) for LSTM) so it
+    interoperates with CharRNN.forward.
+    """
+
+    def __init__(self, model: CharRNN):
+        config, rnn = model.config, model.rnn
+        self.cell = config.cell
+        self.layers = config.layers
+        with torch.no_grad():
+            # Layer 0's input is an embedding row, so W_ih x + b_ih is a per-character
+            # table: (V, G*H). One row lookup replaces a matrix product per step.
+            self.input_table = torch.addmm(
+                rnn.bias_ih_l0, model.embedding.weight, rnn.weight_ih_l0.t()
+            ).contiguous()
+            weights = lambda name: [  # noqa: E731
+                getattr(rnn, f"{name}_l{k}").detach().clone() for k in range(config.layers)
+            ]
+            self.w_ih, self.b_ih = weights("weight_ih"), weights("bias_ih")
+            self.w_hh, self.b_hh = weights("weight_hh"), weights("bias_hh")
+            self.head_w = model.head.weight.detach().t().contiguous()  # (H, V)
+            self.head_b = model.head.bias.detach().clone()
+
+    @torch.no_grad()
+    def step(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
+        """ids (B,) -> logits (B, V) for the next character, and the new state."""
+        lstm = self.cell == "lstm"
+        hs, cs = (list(state[0]), list(state[1])) if lstm else (list(state), None)
+        x = None
+        for k in range(self.layers):
+            xw = self.input_table[ids] if k == 0 else torch.addmm(self.b_ih[k], x, self.w_ih[k].t())
+            if lstm:
+                hs[k], cs[k] = lstm_step(xw, hs[k], cs[k], self.w_hh[k], self.b_hh[k])
+            elif self.cell == "gru":
+                hs[k] = gru_step(xw, hs[k], self.w_hh[k], self.b_hh[k])
+            else:
+                hs[k] = rnn_step(xw, hs[k], self.w_hh[k], self.b_hh[k])
+            x = hs[k]
+        logits = torch.addmm(self.head_b, x, self.head_w)  # (B, V)
+        new_state = (torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs)
+        return logits, new_state
+
+
+def choose_next(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Pick the next id per row of logits (B, V): argmax at temperature 0, else sample.
+
+    top_k keeps the k most likely characters; top_p keeps the smallest set whose
+    probability reaches p (nucleus sampling). Both filters may be combined.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        # Drop a character when the ones before it already reach top_p.
+        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = torch.empty_like(drop_sorted).scatter_(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def generate(
+    model: CharRNN,
+    vocab: Vocabulary,
+    prime: str = "",
+    length: int = 500,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    num_samples: int = 1,
+    stop: str | None = None,
+    seed: int = 0,
+) -> Iterator[list[str]]:
+    """An iterator yielding, per step, the next character of each sample ("" once
+    a sample stopped). The prime itself is not yielded. A sample stops after
+    `length` characters or right after it produced `stop`.
+
+    Options and the prime are checked, and the prime is fed, before this returns,
+    so errors surface here rather than at the first character.
+    """
+    if temperature < 0:
+        raise CharRNNError("temperature must be >= 0")
+    if not 0 < top_p <= 1:
+        raise CharRNNError("top-p must be in (0, 1]")
+    if top_k < 0:
+        raise CharRNNError("top-k must be >= 0")
+    unknown = vocab.unknown_chars(prime)
+    if unknown:
+        raise UnknownCharactersError(unknown, where="prime")
+    generator = torch.Generator().manual_seed(seed)
+    choose = lambda logits: choose_next(logits, temperature, top_k, top_p, generator)
+    begin = start_id(vocab)
+    context = ([begin] if begin is not None else []) + vocab.encode(prime).tolist()
+    if not context:  # no prime and no newline in the vocabulary: start anywhere
+        context = [int(torch.randint(len(vocab), (1,), generator=generator))]
+    model.eval()
+    with torch.no_grad():
+        logits, state = model(torch.tensor([context]))  # feed the prime once
+    logits = logits[:, -1].expand(num_samples, -1)  # (S, V)
+    state = (
+        tuple(s.repeat(1, num_samples, 1) for s in state)
+        if isinstance(state, tuple)
+        else state.repeat(1, num_samples, 1)
+    )
+    return _decode(StepDecoder(model), vocab, logits, state, length, stop, choose)
+
+
+def _decode(decoder, vocab, logits, state, length, stop, choose) -> Iterator[list[str]]:
+    num_samples = logits.shape[0]
+    done = [False] * num_samples
+    tails = [""] * num_samples
+    for _ in range(length):
+        ids = choose(logits)
+        chars = []
+        for s, i in enumerate(ids.tolist()):
+            if done[s]:
+                chars.append("")
+                continue
+            char = vocab.chars[i]
+            chars.append(char)
+            if stop:
+                tails[s] = (tails[s] + char)[-len(stop) :]
+                done[s] = tails[s] == stop
+        yield chars
+        if all(done):
+            return
+        logits, state = decoder.step(ids, state)
+
+
+def sample_text(model: CharRNN, vocab: Vocabulary, prime: str = "", **options) -> list[str]:
+    """Convenience for Python callers: the prime plus each whole sample."""
+    pieces = [[prime] for _ in range(options.get("num_samples", 1))]
+    for chars in generate(model, vocab, prime, **options):
+        for piece, char in zip(pieces, chars):
+            piece.append(char)
+    return ["".join(piece) for piece in pieces]

@@ -1,0 +1,64 @@
+"""Reading text files: decoding in chunks, newline normalisation, clear errors.
+
+Every command reads text through here, so a corpus, a scored file and a line
+file are decoded the same way: UTF-8 by default, a leading BOM dropped,
+CRLF and lone CR turned into LF.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import CorpusError
+
+CHUNK_BYTES = 1 << 24  # 16 MiB of input per chunk keeps memory flat on big files
+
+
+def iter_text_chunks(
+    path: str | Path, encoding: str = "utf-8", chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[str]:
+    """Yield the decoded text of `path` in pieces, newlines normalised to LF."""
+    path = Path(path)
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # same decoding, but a leading BOM is not text
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}") from None
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CorpusError(f"{path}: is a directory, not a text file") from None
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read ({exc.strerror})") from None
+    offset = 0  # bytes consumed before the current chunk
+    pending_cr = False  # a chunk ended in CR: it may be the first half of CRLF
+    with handle:
+        while True:
+            raw = handle.read(chunk_bytes)
+            final = not raw
+            try:
+                text = decoder.decode(raw, final=final)
+            except UnicodeDecodeError as exc:
+                raise CorpusError(
+                    f"{path}: not valid {encoding} text at byte {offset + exc.start}"
+                ) from None
+            offset += len(raw)
+            if pending_cr:
+                text = "\r" + text
+            pending_cr = text.endswith("\r") and not final
+            if pending_cr:
+                text = text[:-1]
+            if text:
+                yield text.replace("\r\n", "\n").replace("\r", "\n")
+            if final:
+                return
+
+
+def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """The whole decoded text of `path` (for scoring and small files)."""
+    return "".join(iter_text_chunks(path, encoding))

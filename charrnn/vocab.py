@@ -1,0 +1,112 @@
+"""The vocabulary: Unicode code points <-> integer ids. Knows nothing of torch.
+
+Ids are the positions of the characters in code-point order, so the same set of
+characters always gives the same ids. Encoding works on numpy arrays of code
+points, which keeps it fast for corpora of many megabytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CharRNNError, UnknownCharactersError
+
+
+def code_points(text: str) -> np.ndarray:
+    """The code points of `text` as a uint32 array (one entry per character)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def smallest_id_dtype(size: int) -> np.dtype:
+    """The narrowest unsigned dtype that holds ids 0..size-1."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    raise CharRNNError(f"vocabulary of {size} characters is too large")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Sorted, distinct characters; id i is chars[i]."""
+
+    chars: tuple[str, ...]
+
+    def __post_init__(self):
+        if not self.chars:
+            raise CharRNNError("a vocabulary needs at least one character")
+        if any(len(c) != 1 for c in self.chars):
+            raise CharRNNError("vocabulary entries must be single characters")
+        if list(self.chars) != sorted(set(self.chars)):
+            raise CharRNNError("vocabulary characters must be distinct and sorted")
+        # Derived lookup tables; object.__setattr__ because the dataclass is frozen.
+        points = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        object.__setattr__(self, "_points", points)
+        object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.chars)})
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def from_code_points(cls, points: Iterable[int]) -> Vocabulary:
+        return cls(tuple(chr(int(p)) for p in sorted(set(int(p) for p in points))))
+
+    @classmethod
+    def from_text(cls, text: str) -> Vocabulary:
+        return cls.from_code_points(np.unique(code_points(text)).tolist())
+
+    def to_json(self) -> str:
+        return json.dumps(list(self.chars), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, data: str) -> Vocabulary:
+        chars = json.loads(data)
+        if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
+            raise CharRNNError("vocabulary JSON must be a list of characters")
+        return cls(tuple(chars))
+
+    # -- queries ------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def __contains__(self, char: str) -> bool:
+        return char in self._index
+
+    def id_of(self, char: str) -> int | None:
+        """The id of `char`, or None when the vocabulary lacks it."""
+        return self._index.get(char)
+
+    def known_mask(self, points: np.ndarray) -> np.ndarray:
+        """Boolean array: which code points the vocabulary has."""
+        pos = np.searchsorted(self._points, points)
+        pos = np.minimum(pos, len(self._points) - 1)
+        return self._points[pos] == points
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """Distinct characters of `text` missing from the vocabulary, in order of first use."""
+        points = code_points(text)
+        missing = points[~self.known_mask(points)]
+        return list(dict.fromkeys(chr(p) for p in missing.tolist()))
+
+    # -- encode / decode ----------------------------------------------------
+    def encode_points(self, points: np.ndarray, dtype=np.int64) -> np.ndarray:
+        """Map code points to ids; every point must be in the vocabulary."""
+        mask = self.known_mask(points)
+        if not mask.all():
+            missing = list(dict.fromkeys(chr(p) for p in points[~mask].tolist()))
+            raise UnknownCharactersError(missing)
+        return np.searchsorted(self._points, points).astype(dtype, copy=False)
+
+    def encode(self, text: str, dtype=np.int64) -> np.ndarray:
+        """Ids of `text`; raises UnknownCharactersError naming missing characters."""
+        return self.encode_points(code_points(text), dtype)
+
+    def encode_known(self, text: str) -> tuple[np.ndarray, int]:
+        """Ids of the characters of `text` the vocabulary has, and how many were dropped."""
+        points = code_points(text)
+        mask = self.known_mask(points)
+        return self.encode_points(points[mask]), int((~mask).sum())
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
