@@ -102,10 +102,11 @@ def score_rows(model: CharRNN, inputs: Tensor, targets: Tensor, counted: Tensor)
     chunk = max(16, min(1024, LOGIT_BUDGET // (inputs.shape[0] * model.config.vocab_size)))
     for t in range(0, inputs.shape[1], chunk):
         logits, state = model(inputs[:, t : t + chunk], state)  # (R, T, V)
+        # float64 softmax: exact figures (a uniform model gives exactly log V) at little cost.
         losses = F.cross_entropy(
-            logits.transpose(1, 2), targets[:, t : t + chunk], reduction="none"
+            logits.double().transpose(1, 2), targets[:, t : t + chunk], reduction="none"
         )  # (R, T)
-        nats += (losses * counted[:, t : t + chunk]).sum(dim=1, dtype=torch.float64)
+        nats += (losses * counted[:, t : t + chunk]).sum(dim=1)
     return nats
 
 

@@ -1,0 +1,1 @@
+"""charrnn benchmarks; see BENCHMARKS.md for the commands and results."""

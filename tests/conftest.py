@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny corpus and a tiny trained model, made once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charrnn.config import DataConfig, ModelConfig, TrainConfig
+from charrnn.corpus import preprocess
+from charrnn.modelfile import load_model
+from charrnn.train import train
+
+TINY_TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+    "All:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
+) * 40
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models run fastest single-threaded and give the same numbers every run.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_corpus_file):
+    """A 1x32 LSTM trained for 40 steps: (run directory, TrainResult)."""
+    out = tmp_path_factory.mktemp("run")
+    prepared = preprocess(tiny_corpus_file, out / "data", DataConfig())
+    config = ModelConfig(vocab_size=len(prepared.vocab), hidden=32, embedding=8)
+    result = train(
+        prepared,
+        config,
+        TrainConfig(max_time=0, max_steps=40, batch_size=8, seq_len=32, seed=1),
+        out,
+    )
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run):
+    return load_model(tiny_run[0])

@@ -1,0 +1,166 @@
+"""The command line end to end on a tiny corpus, error paths included."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from charrnn.cli import cli
+
+TINY_TRAIN = [
+    "--hidden",
+    "16",
+    "--embedding",
+    "4",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "16",
+    "--max-time",
+    "0",
+    "--max-steps",
+    "8",
+]
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default run directories land in the test's folder
+    return CliRunner()
+
+
+def ok(result):
+    assert result.exit_code == 0, result.output + str(result.exception)
+    return result
+
+
+def fails(result, message, code=1):
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_preprocess_then_train_then_sample_then_score(runner, tiny_corpus_file, tmp_path):
+    prepared = tmp_path / "prep"
+    out = ok(runner.invoke(cli, ["preprocess", str(tiny_corpus_file), "--out", str(prepared)]))
+    assert "vocabulary of" in out.stdout
+    trained = ok(runner.invoke(cli, ["train", str(prepared), "--json", "--quiet", *TINY_TRAIN]))
+    summary = json.loads(trained.stdout)
+    assert summary["steps"] == 8
+    for key in ("model", "chars_per_s", "best_val_nats", "best_val_bpc"):
+        assert key in summary
+    run = tmp_path / "runs" / "prep"
+    assert (run / "best.safetensors").exists() and (run / "last.safetensors").exists()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) >= 1
+
+    sampled = ok(
+        runner.invoke(
+            cli,
+            ["sample", "--model", str(run), "--prime", "First", "--length", "50", "--seed", "3"],
+        )
+    )
+    assert sampled.stdout.startswith("First") and len(sampled.stdout) == 56
+    again = ok(
+        runner.invoke(
+            cli,
+            ["sample", "--model", str(run), "--prime", "First", "--length", "50", "--seed", "3"],
+        )
+    )
+    assert again.stdout == sampled.stdout
+    unseeded = ok(runner.invoke(cli, ["sample", "--model", str(run), "--length", "5"]))
+    assert "seed: " in unseeded.stderr
+
+    scored = ok(runner.invoke(cli, ["score", "--model", str(run), "--json", "Speak", "All:"]))
+    rows = [json.loads(line) for line in scored.stdout.splitlines()]
+    assert [r["chars"] for r in rows] == [5, 4, 9]
+    assert rows[-1]["total"] is True
+    for key in ("nats_per_char", "bits_per_char", "perplexity", "unknown_chars"):
+        assert key in rows[-1]
+
+
+def test_train_refuses_to_overwrite_without_force(runner, tiny_corpus_file, tmp_path):
+    args = ["train", str(tiny_corpus_file), "--out", str(tmp_path / "r"), "-q", *TINY_TRAIN]
+    ok(runner.invoke(cli, args))
+    before = (tmp_path / "r" / "best.safetensors").read_bytes()
+    fails(runner.invoke(cli, args), "--force")
+    assert (tmp_path / "r" / "best.safetensors").read_bytes() == before
+    ok(runner.invoke(cli, [*args, "--force", "--seed", "9"]))
+
+
+def test_score_lines_file_stdin_and_document(runner, tiny_run, tmp_path):
+    run = str(tiny_run[0])
+    lines = tmp_path / "lines.txt"
+    lines.write_text("Speak, speak.\nAll:\n")
+    from_file = ok(runner.invoke(cli, ["score", "--model", run, "--lines", str(lines), "--json"]))
+    from_stdin = ok(
+        runner.invoke(cli, ["score", "--model", run, "--json"], input="Speak, speak.\nAll:\n")
+    )
+    assert from_file.stdout == from_stdin.stdout
+    assert len(from_file.stdout.splitlines()) == 3
+    doc = ok(runner.invoke(cli, ["score", "--model", run, "--file", str(lines), "--json"]))
+    assert json.loads(doc.stdout.splitlines()[0])["chars"] == len("Speak, speak.\nAll:\n")
+    table = ok(runner.invoke(cli, ["score", "--model", run, "Speak", "All"]))
+    assert "bits/char" in table.stdout and "(total)" in table.stdout
+
+
+def test_score_reports_unknown_characters(runner, tiny_run):
+    result = ok(runner.invoke(cli, ["score", "--model", str(tiny_run[0]), "--json", "Sp€ak"]))
+    assert json.loads(result.stdout.splitlines()[0])["unknown_chars"] == 1
+    assert "'€'" in result.stderr
+
+
+def test_chinese_corpus_end_to_end(runner, tmp_path):
+    poem = "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n" * 30
+    (tmp_path / "tang.txt").write_text(poem, encoding="utf-8")
+    ok(runner.invoke(cli, ["train", str(tmp_path / "tang.txt"), "-q", *TINY_TRAIN]))
+    sampled = ok(
+        runner.invoke(
+            cli,
+            ["sample", "--model", "runs/tang", "--prime", "明月", "--length", "20", "--seed", "1"],
+        )
+    )
+    assert sampled.stdout.startswith("明月")
+    scored = ok(runner.invoke(cli, ["score", "--model", "runs/tang", "--json", "举头望明月"]))
+    assert json.loads(scored.stdout.splitlines()[0])["chars"] == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "code"),
+    [
+        (["train", "missing.txt"], "no such file", 1),
+        (["preprocess", "missing.txt"], "no such file", 1),
+        (["sample", "--model", "missing.safetensors"], "no such model file", 1),
+        (["score", "--model", "missing.safetensors", "hi"], "no such model file", 1),
+        (["sample", "--temperature", "-1"], "--temperature", 2),
+        (["sample", "--top-p", "0"], "--top-p", 2),
+        (["train", "--cell", "transformer"], "--cell", 2),
+        (["train", "--max-time", "0", "--max-steps", "0"], "budget", 1),
+    ],
+)
+def test_error_paths(runner, args, message, code):
+    fails(runner.invoke(cli, args), message, code)
+
+
+def test_empty_corpus_and_unknown_prime(runner, tmp_path, tiny_run):
+    (tmp_path / "empty.txt").write_text("")
+    fails(runner.invoke(cli, ["train", str(tmp_path / "empty.txt")]), "no text")
+    result = fails(
+        runner.invoke(cli, ["sample", "--model", str(tiny_run[0]), "--prime", "Zebra€"]),
+        "never seen",
+    )
+    assert result.stdout == ""  # nothing was printed before the error
+
+
+def test_corrupt_model_file(runner, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    fails(runner.invoke(cli, ["score", "--model", str(bad), "x"]), "not a charrnn model")
+
+
+def test_corpus_too_short_for_a_batch(runner, tmp_path):
+    (tmp_path / "short.txt").write_text("ab\ncd\n" * 20)
+    fails(
+        runner.invoke(cli, ["train", str(tmp_path / "short.txt"), "--batch-size", "64"]),
+        "too short",
+    )

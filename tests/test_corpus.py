@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charrnn.config import DataConfig
+from charrnn.corpus import is_fresh, prepare, preprocess
+from charrnn.errors import CorpusError
+from charrnn.textfile import read_text
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "shakespeare"
+BUNDLED = Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"
+
+
+def test_split_is_cut_at_a_line_boundary(tmp_path):
+    text = "".join(f"line {i}\n" for i in range(100))
+    (tmp_path / "c.txt").write_text(text)
+    prepared = preprocess(tmp_path / "c.txt", tmp_path / "out")
+    train = prepared.vocab.decode(prepared.train)
+    val = prepared.vocab.decode(prepared.val)
+    assert train + val == text
+    assert train.endswith("\n") and val.startswith("line")
+    assert 0.08 < len(val) / len(text) <= 0.12
+    assert prepared.train.dtype == np.uint8
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="shared corpora not beside the checkout")
+def test_default_split_of_bundled_corpus_is_the_benchmark_split(tmp_path):
+    prepared = preprocess(BUNDLED, tmp_path / "out")
+    assert len(prepared.train) == len((SHARED / "train.txt").read_text())
+    assert prepared.vocab.decode(prepared.val[:200]) == (SHARED / "val.txt").read_text()[:200]
+
+
+def test_explicit_validation_file(tmp_path):
+    (tmp_path / "t.txt").write_text("abc\n" * 50)
+    (tmp_path / "v.txt").write_text("cab\nxyz\n")
+    prepared = preprocess(
+        tmp_path / "t.txt", tmp_path / "out", DataConfig(val_file=str(tmp_path / "v.txt"))
+    )
+    assert prepared.vocab.decode(prepared.val) == "cab\nxyz\n"
+    assert len(prepared.train) == 200
+    assert "x" in prepared.vocab  # the vocabulary covers both files
+
+
+def test_newlines_bom_and_decoding(tmp_path):
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"\xef\xbb\xbfone\r\ntwo\rthree\n")
+    assert read_text(path) == "one\ntwo\nthree\n"
+    # A CRLF split across two read chunks is still one newline.
+    from charrnn.textfile import iter_text_chunks
+
+    assert "".join(iter_text_chunks(path, chunk_bytes=6)) == "one\ntwo\nthree\n"
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"hello \xff world")
+    with pytest.raises(CorpusError, match="byte 6"):
+        read_text(bad)
+
+
+@pytest.mark.parametrize("content", ["", "   \n\n\t "])
+def test_empty_corpus_is_refused(tmp_path, content):
+    (tmp_path / "e.txt").write_text(content)
+    with pytest.raises(CorpusError, match="no text"):
+        preprocess(tmp_path / "e.txt", tmp_path / "out")
+
+
+def test_prepare_reuses_a_fresh_copy_and_redoes_a_stale_one(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello there\n" * 20)
+    first = prepare(corpus, tmp_path / "work")
+    assert is_fresh(tmp_path / "work", corpus, DataConfig())
+    mtime = (tmp_path / "work" / "ids.npy").stat().st_mtime_ns
+    prepare(corpus, tmp_path / "work")
+    assert (tmp_path / "work" / "ids.npy").stat().st_mtime_ns == mtime  # reused
+    corpus.write_text("changed text\n" * 20)
+    second = prepare(corpus, tmp_path / "work")
+    assert second.vocab != first.vocab
+    assert not is_fresh(tmp_path / "work", corpus, DataConfig(val_fraction=0.2))

@@ -1,0 +1,127 @@
+"""The tests the field uses for recurrent models: equivalences, gradients, overfitting."""
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from charrnn.cells import gru_step, lstm_step, rnn_step
+from charrnn.config import DataConfig, ModelConfig, TrainConfig
+from charrnn.corpus import preprocess
+from charrnn.model import CharRNN, select_state
+from charrnn.modelfile import load_model
+from charrnn.sample import StepDecoder
+from charrnn.train import train
+
+CELLS = ["rnn", "lstm", "gru"]
+
+
+def tiny(cell, layers=2, hidden=12, vocab=7, embedding=5, dropout=0.0):
+    torch.manual_seed(0)
+    return CharRNN(
+        ModelConfig(
+            vocab_size=vocab,
+            cell=cell,
+            layers=layers,
+            hidden=hidden,
+            embedding=embedding,
+            dropout=dropout,
+        )
+    ).eval()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_forward_equals_single_steps(cell):
+    model = tiny(cell)
+    ids = torch.randint(0, 7, (3, 10))
+    fused, fused_state = model(ids)
+    state, steps = None, []
+    for t in range(ids.shape[1]):
+        logits, state = model(ids[:, t : t + 1], state)
+        steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), fused)
+    for a, b in zip(select_state(fused_state, slice(None)), select_state(state, slice(None))):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_decoder_equals_fused_forward(cell):
+    """The sampler's hand-written step (textbook equations) == the fused torch module."""
+    model = tiny(cell, layers=3)
+    ids = torch.randint(0, 7, (4, 9))
+    fused, _ = model(ids)
+    decoder = StepDecoder(model)
+    _, state = model(ids[:, :1])  # first step through torch, the rest hand-written
+    for t in range(1, ids.shape[1]):
+        logits, state = decoder.step(ids[:, t], state)
+        torch.testing.assert_close(logits, fused[:, t], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_textbook_cell_matches_torch_cell(cell):
+    torch.manual_seed(1)
+    n_in, hidden, batch = 6, 5, 4
+    module = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](n_in, hidden, batch_first=True)
+    x = torch.randn(batch, 1, n_in)
+    h0 = torch.randn(1, batch, hidden)
+    c0 = torch.randn(1, batch, hidden)
+    xw = x[:, 0] @ module.weight_ih_l0.t() + module.bias_ih_l0  # U x + b, (B, G*H)
+    args = (module.weight_hh_l0, module.bias_hh_l0)
+    with torch.no_grad():
+        if cell == "lstm":
+            _, (h_ref, c_ref) = module(x, (h0, c0))
+            h, c = lstm_step(xw, h0[0], c0[0], *args)
+            torch.testing.assert_close(c, c_ref[0])
+        else:
+            _, h_ref = module(x, h0)
+            h = (rnn_step if cell == "rnn" else gru_step)(xw, h0[0], *args)
+    torch.testing.assert_close(h, h_ref[0])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradcheck_float64(cell):
+    model = tiny(cell, layers=2, hidden=3, vocab=4, embedding=2).double()
+    ids = torch.tensor([[0, 3, 1, 2], [2, 2, 0, 1]])
+    targets = torch.tensor([[3, 1, 2, 0], [2, 0, 1, 3]])
+    names = [name for name, _ in model.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
+
+    def loss(*values):
+        logits, _ = functional_call(model, dict(zip(names, values)), (ids,))
+        return nn.functional.cross_entropy(logits.reshape(-1, 4), targets.reshape(-1))
+
+    assert torch.autograd.gradcheck(loss, params, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_overfits_a_short_string(tmp_path, cell):
+    text = "the quick brown fox jumps over the lazy dog\n" * 30
+    (tmp_path / "c.txt").write_text(text)
+    prepared = preprocess(tmp_path / "c.txt", tmp_path / "data", DataConfig())
+    config = ModelConfig(vocab_size=len(prepared.vocab), cell=cell, hidden=64, embedding=16)
+    result = train(
+        prepared,
+        config,
+        TrainConfig(max_time=0, max_steps=150, batch_size=4, seq_len=44, lr=1e-2),
+        tmp_path / "run",
+    )
+    # A memorised text of 44-character lines costs well under 0.2 nats per character.
+    assert result.best_val_nats < 0.2
+
+
+def test_same_seed_same_weights(tmp_path, tiny_corpus_file):
+    prepared = preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
+    config = ModelConfig(
+        vocab_size=len(prepared.vocab), hidden=16, embedding=4, dropout=0.1, layers=2
+    )
+    runs = []
+    for name in ("a", "b"):
+        train(
+            prepared,
+            config,
+            TrainConfig(max_time=0, max_steps=10, batch_size=4, seq_len=16, seed=3),
+            tmp_path / name,
+        )
+        runs.append(load_model(tmp_path / name / "last.safetensors").model.state_dict())
+    for key, value in runs[0].items():
+        assert torch.equal(value, runs[1][key]), key

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from charrnn.errors import CharRNNError, UnknownCharactersError
+from charrnn.vocab import Vocabulary, smallest_id_dtype
+
+CHINESE = "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n"
+
+
+@pytest.mark.parametrize("text", ["hello, world\n", CHINESE, "émoji 🎉 and \t tabs"])
+def test_round_trip(text):
+    vocab = Vocabulary.from_text(text)
+    ids = vocab.encode(text)
+    assert vocab.decode(ids) == text
+    assert len(vocab) == len(set(text))
+
+
+def test_ids_are_sorted_code_points_and_stable():
+    a = Vocabulary.from_text("cabbage")
+    b = Vocabulary.from_text("gabbec a"[:-2] + "ca")
+    assert a.chars == ("a", "b", "c", "e", "g")
+    assert a == b
+    assert a.encode("cab").tolist() == [2, 0, 1]
+
+
+def test_unknown_characters_are_reported_not_key_errors():
+    vocab = Vocabulary.from_text("abc")
+    assert vocab.unknown_chars("abxyx") == ["x", "y"]
+    with pytest.raises(UnknownCharactersError) as info:
+        vocab.encode("abz")
+    assert "'z'" in str(info.value)
+    ids, dropped = vocab.encode_known("azbz")
+    assert vocab.decode(ids) == "ab" and dropped == 2
+    assert vocab.id_of("z") is None
+
+
+def test_json_round_trip_keeps_chinese():
+    vocab = Vocabulary.from_text(CHINESE)
+    assert Vocabulary.from_json(vocab.to_json()) == vocab
+
+
+def test_rejects_unsorted_or_duplicate_entries():
+    with pytest.raises(CharRNNError):
+        Vocabulary(("b", "a"))
+    with pytest.raises(CharRNNError):
+        Vocabulary(())
+
+
+def test_smallest_dtype():
+    assert smallest_id_dtype(256) == np.uint8
+    assert smallest_id_dtype(257) == np.uint16
+    assert smallest_id_dtype(70000) == np.uint32
