@@ -21,8 +21,7 @@ def run_json(cmd: list[str], env: dict | None = None) -> tuple[dict, float]:
     began = time.perf_counter()
     proc = subprocess.run(
         cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
     )
