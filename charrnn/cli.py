@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -32,6 +33,10 @@ class CharRNNGroup(click.Group):
             return super().invoke(ctx)
         except CharRNNError as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:
+            # `charrnn sample | head`: the reader left; that is not an error.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except OSError as exc:  # disk full, permission denied, ...
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
@@ -167,7 +172,10 @@ class ProgressReporter:
         for key, value in [
             ("steps", f"{result.steps:,}"),
             ("characters seen", f"{result.chars_seen:,}"),
-            ("training time", f"{result.train_seconds:.1f} s"),
+            (
+                "training time",
+                f"{result.train_seconds:.1f} s ({result.eval_seconds:.1f} s of it validating)",
+            ),
             ("throughput", f"{result.chars_per_s:,.0f} chars/s"),
             (
                 "best validation",

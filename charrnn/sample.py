@@ -47,21 +47,36 @@ class StepDecoder:
     @torch.no_grad()
     def step(self, ids: Tensor, state: State) -> tuple[Tensor, State]:
         """ids (B,) -> logits (B, V) for the next character, and the new state."""
-        lstm = self.cell == "lstm"
-        hs, cs = (list(state[0]), list(state[1])) if lstm else (list(state), None)
+        layers = self.unstack(state)
+        logits = self.step_layers(ids, layers)
+        return logits, self.stack(layers)
+
+    def unstack(self, state: State) -> list:
+        """torch layout -> per-layer list of h (B, H), or of (h, c) for LSTM."""
+        if self.cell == "lstm":
+            return list(zip(state[0].unbind(0), state[1].unbind(0)))
+        return list(state.unbind(0))
+
+    def stack(self, layers: list) -> State:
+        if self.cell == "lstm":
+            return torch.stack([h for h, _ in layers]), torch.stack([c for _, c in layers])
+        return torch.stack(layers)
+
+    def step_layers(self, ids: Tensor, layers: list) -> Tensor:
+        """Advance the per-layer state list in place; return logits (B, V)."""
         x = None
         for k in range(self.layers):
-            xw = self.input_table[ids] if k == 0 else torch.addmm(self.b_ih[k], x, self.w_ih[k].t())
-            if lstm:
-                hs[k], cs[k] = lstm_step(xw, hs[k], cs[k], self.w_hh[k], self.b_hh[k])
-            elif self.cell == "gru":
-                hs[k] = gru_step(xw, hs[k], self.w_hh[k], self.b_hh[k])
+            if k == 0:
+                xw = self.input_table[ids]  # (B, G*H)
             else:
-                hs[k] = rnn_step(xw, hs[k], self.w_hh[k], self.b_hh[k])
-            x = hs[k]
-        logits = torch.addmm(self.head_b, x, self.head_w)  # (B, V)
-        new_state = (torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs)
-        return logits, new_state
+                xw = torch.addmm(self.b_ih[k], x, self.w_ih[k].t())
+            if self.cell == "lstm":
+                layers[k] = lstm_step(xw, *layers[k], self.w_hh[k], self.b_hh[k])
+                x = layers[k][0]
+            else:
+                step = gru_step if self.cell == "gru" else rnn_step
+                layers[k] = x = step(xw, layers[k], self.w_hh[k], self.b_hh[k])
+        return torch.addmm(self.head_b, x, self.head_w)  # (B, V)
 
 
 def choose_next(
@@ -139,8 +154,10 @@ def generate(
     return _decode(StepDecoder(model), vocab, logits, state, length, stop, choose)
 
 
+@torch.no_grad()
 def _decode(decoder, vocab, logits, state, length, stop, choose) -> Iterator[list[str]]:
     num_samples = logits.shape[0]
+    layers = decoder.unstack(state)
     done = [False] * num_samples
     tails = [""] * num_samples
     for _ in range(length):
@@ -158,7 +175,7 @@ def _decode(decoder, vocab, logits, state, length, stop, choose) -> Iterator[lis
         yield chars
         if all(done):
             return
-        logits, state = decoder.step(ids, state)
+        logits = decoder.step_layers(ids, layers)
 
 
 def sample_text(model: CharRNN, vocab: Vocabulary, prime: str = "", **options) -> list[str]:

@@ -45,8 +45,9 @@ class TrainResult:
     out_dir: Path
     steps: int
     chars_seen: int
-    train_seconds: float
-    chars_per_s: float
+    train_seconds: float  # wall clock of the loop, periodic validations included
+    eval_seconds: float  # of which spent validating
+    chars_per_s: float  # training throughput, validation time excluded
     best_val_nats: float
     last_val_nats: float
     best_model: Path
@@ -65,6 +66,7 @@ class TrainResult:
             "steps": self.steps,
             "chars_seen": self.chars_seen,
             "train_seconds": round(self.train_seconds, 2),
+            "eval_seconds": round(self.eval_seconds, 2),
             "chars_per_s": round(self.chars_per_s, 1),
             "best_val_nats": self.best_val_nats,
             "best_val_bpc": self.best_val_bpc,
@@ -231,6 +233,7 @@ def train(
             evaluate()
 
     train_seconds = time.perf_counter() - start
+    loop_eval_seconds = eval_seconds
     if not history or history[-1]["step"] != step:
         evaluate()
     result = TrainResult(
@@ -238,7 +241,8 @@ def train(
         steps=step,
         chars_seen=chars_seen,
         train_seconds=train_seconds,
-        chars_per_s=chars_seen / train_seconds if train_seconds else 0.0,
+        eval_seconds=loop_eval_seconds,
+        chars_per_s=chars_seen / max(train_seconds - loop_eval_seconds, 1e-9),
         best_val_nats=best_nats,
         last_val_nats=history[-1]["val_loss"],
         best_model=best_path,
