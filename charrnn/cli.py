@@ -11,6 +11,8 @@ import json
 import math
 import os
 import secrets
+import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -129,6 +131,7 @@ class ProgressReporter:
                 f"{info['model_config']['layers']}x{info['model_config']['hidden']} "
                 f"({info['parameters']:,} parameters) on {info['train_chars']:,} characters, "
                 f"validating on {info['val_chars']:,}"
+                + (f"; resuming at step {info['resumed_at']:,}" if info["resumed_at"] else "")
             )
         self.bar = tqdm(
             total=1000,
@@ -137,6 +140,12 @@ class ProgressReporter:
             disable=self.quiet or None,
             bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
         )
+
+    def on_fault(self, message):
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(f"warning: {message}", file=sys.stderr)
+        else:
+            _stderr(f"warning: {message}")
 
     def on_step(self, step, loss, lr, progress):
         self.smoothed = loss if self.smoothed is None else 0.95 * self.smoothed + 0.05 * loss
@@ -295,76 +304,150 @@ class ProgressReporter:
     show_default=True,
     help="Random seed; the same seed repeats a CPU run exactly.",
 )
+@click.option(
+    "--checkpoint-every",
+    type=click.FloatRange(0),
+    default=_default(TrainConfig, "checkpoint_every"),
+    show_default=True,
+    help="Seconds between saves of the complete training state (RUN/state).",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(1),
+    default=_default(TrainConfig, "keep"),
+    show_default=True,
+    help="Training states kept in RUN/state (the newest).",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    help="Continue the run in this directory exactly where it stopped.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
-def train(
-    corpus,
-    val_file,
-    val_fraction,
-    encoding,
-    out,
-    force,
-    cell,
-    layers,
-    hidden,
-    embedding,
-    dropout,
-    seq_len,
-    batch_size,
-    lr,
-    weight_decay,
-    clip,
-    max_time,
-    max_steps,
-    eval_every,
-    seed,
-    as_json,
-    quiet,
-):
+@click.pass_context
+def train(ctx, corpus, out, force, resume_dir, as_json, quiet, **options):
     """Train a model on CORPUS (a text file or a preprocessed directory).
 
     Without CORPUS, trains on the bundled Shakespeare text. Writes
-    best.safetensors and last.safetensors into the run directory.
+    best.safetensors and last.safetensors into the run directory, and the
+    complete training state into RUN/state, so that `--resume RUN` continues
+    exactly. Ctrl-C (or SIGTERM) saves a state and stops; a second Ctrl-C
+    stops at once.
     """
-    from .bundled import bundled_corpus
-    from .corpus import prepare
-    from .train import train as run_training
+    from .train import Trainer
 
-    corpus = Path(corpus) if corpus else bundled_corpus()
-    out = Path(out) if out else Path("runs") / corpus.name.split(".")[0]
-    existing = [p for p in (out / "best.safetensors", out / "last.safetensors") if p.exists()]
-    if existing and not force:
-        raise CharRNNError(
-            f"{out} already holds a trained model; pass --force to overwrite it, "
-            "or --out DIR to train elsewhere"
-        )
-    if force:
-        for path in existing + [out / "metrics.jsonl"]:
-            path.unlink(missing_ok=True)
-    data_config = DataConfig(val_fraction=val_fraction, val_file=val_file, encoding=encoding)
-    train_config = TrainConfig(
-        seq_len=seq_len,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        grad_clip=clip,
-        max_time=max_time,
-        max_steps=max_steps,
-        eval_every=eval_every,
-        seed=seed,
-    )
-    prepared = prepare(corpus, out / "data", data_config)
-    model_config = ModelConfig(
-        vocab_size=len(prepared.vocab),
-        cell=cell,
-        layers=layers,
-        hidden=hidden,
-        embedding=embedding,
-        dropout=dropout,
-    )
-    result = run_training(prepared, model_config, train_config, out, ProgressReporter(quiet))
+    reporter = ProgressReporter(quiet)
+    if resume_dir:
+        given = [
+            name
+            for name in options
+            if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+        ]
+        if corpus or out or force or given:
+            flags = ", ".join(
+                ["CORPUS"] * bool(corpus)
+                + ["--out"] * bool(out)
+                + ["--force"] * force
+                + [f"--{n.replace('_', '-')}" for n in given]
+            )
+            raise click.UsageError(
+                f"--resume takes every setting from the run directory; drop {flags}"
+            )
+        run_dir = Path(resume_dir)
+        trainer = Trainer.resume(run_dir, reporter)
+    else:
+        run_dir, trainer = _start_run(corpus, out, force, options, reporter)
+    result = _run_with_signals(trainer, run_dir)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
+
+
+def _start_run(corpus, out, force, options, reporter):
+    from .bundled import bundled_corpus
+    from .checkpoint import STATE_DIR, latest_state
+    from .corpus import prepare
+    from .train import METRICS_LOG, STEP_LOG, Trainer
+
+    corpus = Path(corpus) if corpus else bundled_corpus()
+    run_dir = Path(out) if out else Path("runs") / corpus.name.split(".")[0]
+    models = [run_dir / "best.safetensors", run_dir / "last.safetensors"]
+    if not force and (any(p.exists() for p in models) or (run_dir / STATE_DIR).is_dir()):
+        state = latest_state(run_dir)
+        where = f" (a training state at step {state.meta['loop']['step']})" if state else ""
+        raise CharRNNError(
+            f"{run_dir} already holds a training run{where}; pass --resume {run_dir} to "
+            "continue it, --force to start over (deleting it), or --out DIR to train elsewhere"
+        )
+    if force:
+        for path in models + [run_dir / METRICS_LOG, run_dir / STEP_LOG]:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
+    data_config = DataConfig(
+        val_fraction=options["val_fraction"],
+        val_file=options["val_file"],
+        encoding=options["encoding"],
+    )
+    train_config = TrainConfig(
+        seq_len=options["seq_len"],
+        batch_size=options["batch_size"],
+        lr=options["lr"],
+        weight_decay=options["weight_decay"],
+        grad_clip=options["clip"],
+        max_time=options["max_time"],
+        max_steps=options["max_steps"],
+        eval_every=options["eval_every"],
+        seed=options["seed"],
+        checkpoint_every=options["checkpoint_every"],
+        keep=options["keep"],
+    )
+    prepared = prepare(corpus, run_dir / "data", data_config)
+    model_config = ModelConfig(
+        vocab_size=len(prepared.vocab),
+        cell=options["cell"],
+        layers=options["layers"],
+        hidden=options["hidden"],
+        embedding=options["embedding"],
+        dropout=options["dropout"],
+    )
+    return run_dir, Trainer(prepared, model_config, train_config, run_dir, reporter)
+
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _run_with_signals(trainer, run_dir):
+    """Run training; the first SIGINT/SIGTERM stops it after the current step with a
+    saved state (exit 130/143), a second SIGINT interrupts at once."""
+    from .train import TrainingInterrupted
+
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        if received:  # second signal: stop now (files are written atomically)
+            raise KeyboardInterrupt
+        received.append(signum)
+        _stderr(
+            f"\n{signal.Signals(signum).name}: finishing this step and saving the "
+            "training state (press Ctrl-C again to stop at once)"
+        )
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in EXIT_CODES}
+    try:
+        return trainer.run(should_stop=lambda: bool(received))
+    except TrainingInterrupted as stop:
+        _stderr(f"stopped at step {stop.step}; continue with: charrnn train --resume {run_dir}")
+        sys.exit(EXIT_CODES[received[0]])
+    except KeyboardInterrupt:
+        _stderr(
+            f"interrupted; the last complete state in {run_dir} is intact: "
+            f"charrnn train --resume {run_dir}"
+        )
+        sys.exit(130)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --------------------------------------------------------------------------- sample / score

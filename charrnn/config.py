@@ -63,6 +63,8 @@ class TrainConfig:
     max_steps: int = 0  # 0 = no limit
     eval_every: int = 0  # steps between validations; 0 = automatic (time-based)
     seed: int = 0
+    checkpoint_every: float = 60.0  # seconds between training-state saves
+    keep: int = 2  # training states kept in RUN/state (the newest ones)
 
     def __post_init__(self):
         if self.max_time <= 0 and self.max_steps <= 0:

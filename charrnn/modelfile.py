@@ -63,24 +63,30 @@ def resolve_model_path(path: str | Path) -> Path:
     return path
 
 
-def _read_header(data: bytes, path: Path) -> dict:
+def read_metadata(data: bytes, path: Path, fmt: str = FORMAT, version: int = VERSION) -> dict:
+    """The JSON metadata of a safetensors file of charrnn format `fmt`, checked.
+
+    Reads only the header; anything that is not such a file (a pickle, random
+    bytes, a truncated file) is a one-line ModelFileError.
+    """
     # safetensors layout: u64 little-endian header length, then a JSON header.
     if len(data) < 8:
-        raise ModelFileError(f"{path}: not a charrnn model file (too short)")
+        raise ModelFileError(f"{path}: not a charrnn file (too short)")
     (length,) = struct.unpack("<Q", data[:8])
     if length > min(MAX_HEADER_BYTES, len(data) - 8):
-        raise ModelFileError(f"{path}: not a charrnn model file (no safetensors header)")
+        raise ModelFileError(f"{path}: not a charrnn file (no safetensors header)")
     try:
         header = json.loads(data[8 : 8 + length])
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(f"{path}: not a charrnn model file (bad header)") from None
+        raise ModelFileError(f"{path}: not a charrnn file (bad header)") from None
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: a safetensors file, but not a charrnn model")
-    if metadata.get("version") != str(VERSION):
+    if not isinstance(metadata, dict) or metadata.get("format") != fmt:
+        what = "model" if fmt == FORMAT else "training state"
+        raise ModelFileError(f"{path}: a safetensors file, but not a charrnn {what}")
+    if metadata.get("version") != str(version):
         raise ModelFileError(
-            f"{path}: model file version {metadata.get('version')!r}; "
-            f"this charrnn reads version {VERSION}"
+            f"{path}: file version {metadata.get('version')!r}; "
+            f"this charrnn reads version {version}"
         )
     return metadata
 
@@ -92,7 +98,7 @@ def load_model(path: str | Path) -> LoadedModel:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
-    metadata = _read_header(data, path)
+    metadata = read_metadata(data, path)
     try:
         raw_config = json.loads(metadata["model_config"])
         known = {f.name for f in fields(ModelConfig)}

@@ -18,14 +18,47 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from . import checkpoint
+from .atomic import atomic_write_bytes
 from .config import ModelConfig, TrainConfig
-from .corpus import PreparedCorpus
+from .corpus import PreparedCorpus, load_prepared
 from .errors import CharRNNError
 from .model import CharRNN, detach_state
 from .modelfile import EXTENSION, save_model
 from .score import score_ids
 
 AUTO_EVAL_SHARE = 0.05  # most of the budget one automatic validation may take
+FAULTS_BEFORE_ROLLBACK = 3  # consecutive non-finite steps before going back to a good state
+MAX_ROLLBACKS = 4  # rollbacks (each halving the learning rate) before giving up
+METRICS_LOG = "metrics.jsonl"  # one line per validation
+STEP_LOG = "steps.jsonl"  # one line per step: step, loss, lr
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on request (a signal) after saving a complete state."""
+
+    def __init__(self, step: int, run_dir: Path):
+        self.step, self.run_dir = step, run_dir
+        super().__init__(f"stopped at step {step}; state saved in {run_dir}")
+
+
+@dataclass
+class LoopState:
+    """The training loop's bookkeeping; saved in every training state."""
+
+    step: int = 0
+    chars_seen: int = 0
+    elapsed: float = 0.0  # seconds of training so far, across resumes
+    eval_seconds: float = 0.0
+    last_eval_seconds: float = 0.0
+    evals_done: int = 0  # automatic validations done (at 1/4, 2/4, 3/4)
+    best_nats: float | None = None
+    position: int = 0  # in each batch stream
+    epoch: int = 0
+    loss_sum: float = 0.0  # training loss since the last validation
+    loss_count: int = 0
+    lr_scale: float = 1.0  # halved by each rollback after numerical faults
+    rollbacks: int = 0
 
 
 class Reporter:
@@ -38,6 +71,8 @@ class Reporter:
     def on_eval(self, record: dict) -> None: ...
 
     def on_end(self, result: TrainResult) -> None: ...
+
+    def on_fault(self, message: str) -> None: ...
 
 
 @dataclass
@@ -111,144 +146,305 @@ class BatchStreams:
         return x, y, new_epoch
 
 
+class Trainer:
+    """One training run in a run directory: fresh (`Trainer.start`) or resumed (`.resume`)."""
+
+    def __init__(
+        self,
+        corpus: PreparedCorpus,
+        model_config: ModelConfig,
+        config: TrainConfig,
+        run_dir: str | Path,
+        reporter: Reporter | None = None,
+    ):
+        self.corpus, self.model_config, self.config = corpus, model_config, config
+        self.run_dir = Path(run_dir)
+        self.reporter = reporter or Reporter()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_stale_temporaries(self.run_dir)
+        torch.manual_seed(config.seed)
+        self.model = CharRNN(model_config)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=config.lr,
+            betas=(0.9, 0.99),
+            weight_decay=config.weight_decay,
+        )
+        self.streams = BatchStreams(corpus.train, config.batch_size, config.seq_len)
+        self.loop = LoopState()
+        self.hidden = None  # carried recurrent state, torch layout
+        self.history: list[dict] = []
+        self.best_path = self.run_dir / f"best{EXTENSION}"
+        self.last_path = self.run_dir / f"last{EXTENSION}"
+        self.info = {
+            "train_config": asdict(config),
+            "corpus": corpus.meta.get("sources", [{}])[0].get("path"),
+            "train_chars": len(corpus.train),
+            "val_chars": len(corpus.val),
+        }
+
+    # -- states ---------------------------------------------------------------
+    def state_meta(self) -> tuple[dict, dict]:
+        rng_meta, rng_tensors = checkpoint.capture_rng()
+        groups, optim_tensors = checkpoint.optimizer_to_tensors(self.optimizer)
+        self.loop.position, self.loop.epoch = self.streams.position, self.streams.epoch
+        meta = {
+            "model_config": asdict(self.model_config),
+            "train_config": asdict(self.config),
+            "corpus_dir": str(self.corpus.directory.resolve()),
+            "vocab": list(self.corpus.vocab.chars),
+            "loop": asdict(self.loop),
+            "optim_groups": groups,
+            "rng": rng_meta,
+        }
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update(optim_tensors)
+        tensors.update(rng_tensors)
+        if self.hidden is not None:
+            parts = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
+            tensors.update({f"hidden.{i}": h for i, h in enumerate(parts)})
+        return meta, tensors
+
+    def save_state(self) -> Path:
+        """Write the complete training state, flush the step log, prune old states."""
+        self._step_log.flush()
+        path = checkpoint.state_path(self.run_dir, self.loop.step)
+        checkpoint.save_state(path, *self.state_meta())
+        checkpoint.prune_states(self.run_dir, self.config.keep)
+        self._last_save = time.perf_counter()
+        return path
+
+    def load(self, state: checkpoint.TrainingState) -> None:
+        """Restore everything from `state` (weights, optimizer, data position, RNGs)."""
+        self.model.load_state_dict(state.group("model"))
+        checkpoint.optimizer_from_tensors(self.optimizer, state)
+        self.loop = LoopState(**state.meta["loop"])
+        self.streams.position, self.streams.epoch = self.loop.position, self.loop.epoch
+        hidden = [state.tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in state.tensors]
+        self.hidden = None if not hidden else tuple(hidden) if len(hidden) == 2 else hidden[0]
+        checkpoint.restore_rng(state)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, reporter: Reporter | None = None) -> Trainer:
+        """A Trainer continuing the newest complete state in `run_dir`."""
+        run_dir = Path(run_dir)
+        checkpoint.remove_stale_temporaries(run_dir)
+        state = checkpoint.latest_state(run_dir)
+        if state is None:
+            raise CharRNNError(f"{run_dir}: no training state to resume from")
+        meta = state.meta
+        corpus = load_prepared(meta["corpus_dir"])
+        if list(corpus.vocab.chars) != meta["vocab"]:
+            raise CharRNNError(f"{meta['corpus_dir']}: the prepared corpus changed since the run")
+        trainer = cls(
+            corpus,
+            ModelConfig(**meta["model_config"]),
+            TrainConfig(**meta["train_config"]),
+            run_dir,
+            reporter,
+        )
+        trainer.load(state)
+        # Logs written after this state belong to steps that will be redone.
+        for name in (METRICS_LOG, STEP_LOG):
+            _truncate_log(run_dir / name, trainer.loop.step)
+        trainer.history = _read_log(run_dir / METRICS_LOG)
+        return trainer
+
+    # -- the loop ---------------------------------------------------------------
+    def run(self, should_stop=lambda: False) -> TrainResult:
+        """Train until the budget is spent, or `should_stop()` says so (then save and raise
+        TrainingInterrupted)."""
+        config, loop = self.config, self.loop
+        self.reporter.on_start(
+            {
+                **self.info,
+                "parameters": self.model.num_parameters(),
+                "model_config": asdict(self.model_config),
+                "resumed_at": loop.step,
+            }
+        )
+        self._step_log = (self.run_dir / STEP_LOG).open("a", encoding="utf-8")
+        try:
+            if loop.step == 0:
+                self.save_state()  # a good state to roll back to from the first step
+            self._last_save = time.perf_counter()
+            faults = 0
+            self.model.train()
+            started, elapsed_before = time.perf_counter(), loop.elapsed
+            while True:
+                loop.elapsed = elapsed_before + time.perf_counter() - started
+                progress = config.progress(loop.elapsed, loop.step)
+                if progress >= 1.0:
+                    break
+                if should_stop():
+                    self.save_state()
+                    raise TrainingInterrupted(loop.step, self.run_dir)
+                lr = config.learning_rate(loop.step, progress) * loop.lr_scale
+                loss = self._step(lr)
+                if loss is None:
+                    faults += 1
+                    if faults >= FAULTS_BEFORE_ROLLBACK:
+                        self._roll_back()
+                        faults = 0
+                        started, elapsed_before = time.perf_counter(), loop.elapsed
+                    continue
+                faults = 0
+                self.reporter.on_step(loop.step, loss, lr, progress)
+                if self._eval_due():
+                    self._evaluate()
+                if time.perf_counter() - self._last_save >= config.checkpoint_every:
+                    self.save_state()
+            loop_eval_seconds = loop.eval_seconds
+            if not self.history or self.history[-1]["step"] != loop.step:
+                self._evaluate()
+            self.save_state()
+        finally:
+            self._step_log.close()
+        result = TrainResult(
+            out_dir=self.run_dir,
+            steps=loop.step,
+            chars_seen=loop.chars_seen,
+            train_seconds=loop.elapsed,
+            eval_seconds=loop_eval_seconds,
+            chars_per_s=loop.chars_seen / max(loop.elapsed - loop_eval_seconds, 1e-9),
+            best_val_nats=loop.best_nats,
+            last_val_nats=self.history[-1]["val_loss"],
+            best_model=self.best_path,
+            last_model=self.last_path,
+            parameters=self.model.num_parameters(),
+            history=self.history,
+        )
+        self.reporter.on_end(result)
+        return result
+
+    def _step(self, lr: float) -> float | None:
+        """One optimisation step; None (and no update) when the loss or gradient is not finite."""
+        loop = self.loop
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y, new_epoch = self.streams.next()
+        if new_epoch:
+            self.hidden = None
+        logits, hidden = self.model(x, detach_state(self.hidden))  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loop.step += 1
+        loop.chars_seen += x.numel()
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            finite = bool(torch.isfinite(norm))
+        if not finite:
+            # Never let a non-finite value reach the weights or the carried state.
+            self.optimizer.zero_grad(set_to_none=True)
+            self.hidden = None
+            self.reporter.on_fault(f"step {loop.step}: non-finite loss or gradient, skipped")
+            return None
+        self.optimizer.step()
+        self.hidden = hidden
+        value = loss.item()
+        loop.loss_sum += value
+        loop.loss_count += 1
+        self._step_log.write(json.dumps({"step": loop.step, "loss": value, "lr": lr}) + "\n")
+        return value
+
+    def _roll_back(self) -> None:
+        """Back to the newest saved state, with half the learning rate."""
+        loop = self.loop
+        if loop.rollbacks >= MAX_ROLLBACKS:
+            raise CharRNNError(
+                f"training diverged: non-finite losses persisted after {MAX_ROLLBACKS} "
+                f"rollbacks; last good state is in {self.run_dir / checkpoint.STATE_DIR}; "
+                "try a lower --lr"
+            )
+        scale, rollbacks = loop.lr_scale * 0.5, loop.rollbacks + 1
+        state = checkpoint.latest_state(self.run_dir)
+        self.load(state)
+        self.loop.lr_scale, self.loop.rollbacks = scale, rollbacks
+        _truncate_log(self.run_dir / STEP_LOG, self.loop.step)
+        self.reporter.on_fault(
+            f"rolled back to step {self.loop.step} with learning rate x{scale:g}"
+        )
+
+    def _eval_due(self) -> bool:
+        """Validate every eval_every steps, or automatically at 1/4, 2/4 and 3/4 of the
+        budget unless one validation would take more than AUTO_EVAL_SHARE of it.
+
+        The cost is the last validation's time, or before the first, an estimate
+        from training throughput (a forward pass is about a third of a step).
+        """
+        config, loop = self.config, self.loop
+        if config.eval_every > 0:
+            return loop.step % config.eval_every == 0
+        if loop.evals_done >= 3:
+            return False
+        progress = config.progress(loop.elapsed, loop.step)
+        if progress < (loop.evals_done + 1) / 4:
+            return False
+        loop.evals_done += 1
+        budget = config.max_time if config.max_time > 0 else loop.elapsed / max(progress, 1e-9)
+        speed = loop.chars_seen / max(loop.elapsed - loop.eval_seconds, 1e-9)
+        cost = loop.last_eval_seconds or len(self.corpus.val) / max(3 * speed, 1.0)
+        return cost <= AUTO_EVAL_SHARE * budget
+
+    def _evaluate(self) -> None:
+        loop = self.loop
+        began = time.perf_counter()
+        val_nats = score_ids(self.model, self.corpus.vocab, self.corpus.val).nats_per_char
+        self.model.train()
+        loop.last_eval_seconds = time.perf_counter() - began
+        loop.eval_seconds += loop.last_eval_seconds
+        record = {
+            "step": loop.step,
+            "time": round(loop.elapsed, 2),
+            "train_loss": loop.loss_sum / loop.loss_count if loop.loss_count else None,
+            "val_loss": val_nats,
+            "val_bpc": val_nats / math.log(2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "chars_per_s": loop.chars_seen / max(loop.elapsed - loop.eval_seconds, 1e-9),
+            "epoch": self.streams.epoch,
+        }
+        loop.loss_sum, loop.loss_count = 0.0, 0
+        if not math.isfinite(val_nats):
+            raise CharRNNError(f"validation loss became {val_nats} at step {loop.step}; lower --lr")
+        self.history.append(record)
+        info = {**self.info, "step": loop.step, "chars_seen": loop.chars_seen, "val_nats": val_nats}
+        save_model(self.last_path, self.model, self.corpus.vocab, info)
+        if loop.best_nats is None or val_nats < loop.best_nats:
+            loop.best_nats = val_nats
+            save_model(self.best_path, self.model, self.corpus.vocab, info)
+        with (self.run_dir / METRICS_LOG).open("a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")
+        self.reporter.on_eval(record)
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by a kill: it and anything after are dropped
+    return records
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep only the records of steps <= `step` (atomically)."""
+    if path.exists():
+        kept = [r for r in _read_log(path) if r["step"] <= step]
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
 def train(
     corpus: PreparedCorpus,
     model_config: ModelConfig,
     config: TrainConfig,
     out_dir: str | Path,
     reporter: Reporter | None = None,
+    should_stop=lambda: False,
 ) -> TrainResult:
-    """Train a CharRNN on `corpus`; write best and last model files into `out_dir`."""
-    reporter = reporter or Reporter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    model = CharRNN(model_config)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
-    )
-    streams = BatchStreams(corpus.train, config.batch_size, config.seq_len)
-    best_path, last_path = out_dir / f"best{EXTENSION}", out_dir / f"last{EXTENSION}"
-    metrics_path = out_dir / "metrics.jsonl"
-    base_info = {
-        "train_config": asdict(config),
-        "corpus": corpus.meta.get("sources", [{}])[0].get("path"),
-        "train_chars": len(corpus.train),
-        "val_chars": len(corpus.val),
-    }
-    reporter.on_start(
-        {**base_info, "parameters": model.num_parameters(), "model_config": asdict(model_config)}
-    )
-
-    history: list[dict] = []
-    best_nats = math.inf
-    step = chars_seen = 0
-    state = None
-    eval_seconds = last_eval_seconds = 0.0
-    evals_done = 0
-    loss_sum = loss_count = 0
-    start = time.perf_counter()
-
-    def auto_eval_due() -> bool:
-        """Validate at 1/4, 2/4 and 3/4 of the budget, unless one validation would
-        take more than AUTO_EVAL_SHARE of it (then only at the end).
-
-        The cost is the last validation's time, or before the first, an estimate
-        from training throughput (a forward pass is about a third of a step).
-        """
-        nonlocal evals_done
-        if evals_done >= 3:
-            return False
-        elapsed = time.perf_counter() - start
-        if config.progress(elapsed, step) < (evals_done + 1) / 4:
-            return False
-        evals_done += 1
-        budget = (
-            config.max_time if config.max_time > 0 else elapsed / config.progress(elapsed, step)
-        )
-        cost = last_eval_seconds or len(corpus.val) / max(3 * chars_seen / elapsed, 1.0)
-        return cost <= AUTO_EVAL_SHARE * budget
-
-    def evaluate() -> None:
-        nonlocal best_nats, eval_seconds, last_eval_seconds, loss_sum, loss_count
-        began = time.perf_counter()
-        val_nats = score_ids(model, corpus.vocab, corpus.val).nats_per_char
-        model.train()
-        last_eval_seconds = time.perf_counter() - began
-        eval_seconds += last_eval_seconds
-        elapsed = time.perf_counter() - start
-        record = {
-            "step": step,
-            "time": round(elapsed, 2),
-            "train_loss": loss_sum / loss_count if loss_count else None,
-            "val_loss": val_nats,
-            "val_bpc": val_nats / math.log(2),
-            "lr": optimizer.param_groups[0]["lr"],
-            "chars_per_s": chars_seen / max(elapsed - eval_seconds, 1e-9),
-            "epoch": streams.epoch,
-        }
-        loss_sum = loss_count = 0
-        if not math.isfinite(val_nats):
-            raise CharRNNError(f"validation loss became {val_nats} at step {step}; lower --lr")
-        history.append(record)
-        info = {**base_info, "step": step, "chars_seen": chars_seen, "val_nats": val_nats}
-        save_model(last_path, model, corpus.vocab, info)
-        if val_nats < best_nats:
-            best_nats = val_nats
-            save_model(best_path, model, corpus.vocab, info)
-        with metrics_path.open("a", encoding="utf-8") as log:
-            log.write(json.dumps(record) + "\n")
-        reporter.on_eval(record)
-
-    model.train()
-    while True:
-        elapsed = time.perf_counter() - start
-        progress = config.progress(elapsed, step)
-        if progress >= 1.0:
-            break
-        lr = config.learning_rate(step, progress)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y, new_epoch = streams.next()
-        if new_epoch:
-            state = None
-        logits, state = model(x, detach_state(state))  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        step += 1
-        chars_seen += x.numel()
-        loss_value = loss.item()
-        loss_sum += loss_value
-        loss_count += 1
-        reporter.on_step(step, loss_value, lr, progress)
-
-        if config.eval_every > 0:
-            due = step % config.eval_every == 0
-        else:
-            due = auto_eval_due()
-        if due:
-            evaluate()
-
-    train_seconds = time.perf_counter() - start
-    loop_eval_seconds = eval_seconds
-    if not history or history[-1]["step"] != step:
-        evaluate()
-    result = TrainResult(
-        out_dir=out_dir,
-        steps=step,
-        chars_seen=chars_seen,
-        train_seconds=train_seconds,
-        eval_seconds=loop_eval_seconds,
-        chars_per_s=chars_seen / max(train_seconds - loop_eval_seconds, 1e-9),
-        best_val_nats=best_nats,
-        last_val_nats=history[-1]["val_loss"],
-        best_model=best_path,
-        last_model=last_path,
-        parameters=model.num_parameters(),
-        history=history,
-    )
-    reporter.on_end(result)
-    return result
+    """Train a fresh CharRNN on `corpus`; best and last models and states go to `out_dir`."""
+    return Trainer(corpus, model_config, config, out_dir, reporter).run(should_stop)

@@ -155,7 +155,7 @@ def test_empty_corpus_and_unknown_prime(runner, tmp_path, tiny_run):
 def test_corrupt_model_file(runner, tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a model")
-    fails(runner.invoke(cli, ["score", "--model", str(bad), "x"]), "not a charrnn model")
+    fails(runner.invoke(cli, ["score", "--model", str(bad), "x"]), "not a charrnn")
 
 
 def test_corpus_too_short_for_a_batch(runner, tmp_path):
