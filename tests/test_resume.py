@@ -1,0 +1,282 @@
+"""Training you can trust: exact resume, crash safety, signals, numerical faults."""
+
+import errno
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from charrnn import checkpoint
+from charrnn.cli import cli
+from charrnn.config import DataConfig, ModelConfig, TrainConfig
+from charrnn.corpus import preprocess
+from charrnn.errors import CharRNNError
+from charrnn.model import CharRNN
+from charrnn.train import STEP_LOG, Trainer, TrainingInterrupted, train
+
+STEPS = 24
+
+
+@pytest.fixture
+def prepared(tmp_path, tiny_corpus_file):
+    return preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
+
+
+def configs(prepared, cell):
+    model = ModelConfig(
+        vocab_size=len(prepared.vocab), cell=cell, layers=2, hidden=16, embedding=4, dropout=0.2
+    )
+    # checkpoint_every=0: a state after every step, like a run killed at any moment.
+    run = TrainConfig(
+        max_time=0,
+        max_steps=STEPS,
+        batch_size=4,
+        seq_len=16,
+        seed=5,
+        eval_every=10,
+        checkpoint_every=0,
+        keep=2,
+    )
+    return model, run
+
+
+def final_weights(run_dir):
+    return checkpoint.latest_state(run_dir).group("model")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stop_and_resume_is_bit_identical(tmp_path, prepared, cell):
+    model_config, config = configs(prepared, cell)
+    train(prepared, model_config, config, tmp_path / "whole")
+
+    stop_at = {"n": 0}
+
+    def stop_after_9():
+        stop_at["n"] += 1
+        return stop_at["n"] > 9
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(prepared, model_config, config, tmp_path / "split", should_stop=stop_after_9)
+    assert info.value.step == 9
+    # A fresh process would start here: nothing is shared but the run directory.
+    torch.manual_seed(12345)
+    result = Trainer.resume(tmp_path / "split").run()
+    assert result.steps == STEPS
+
+    whole, split = final_weights(tmp_path / "whole"), final_weights(tmp_path / "split")
+    assert whole.keys() == split.keys()
+    for key in whole:
+        assert torch.equal(whole[key], split[key]), key
+    assert (tmp_path / "whole" / STEP_LOG).read_text() == (
+        tmp_path / "split" / STEP_LOG
+    ).read_text()
+    metrics = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert metrics == [10, 20, 24]  # continued, no duplicated steps
+    assert len(checkpoint.list_states(tmp_path / "split")) == 2  # --keep 2
+
+
+def test_resume_after_a_kill_drops_log_lines_past_the_state(tmp_path, prepared):
+    model_config, config = configs(prepared, "lstm")
+    train(prepared, model_config, config, tmp_path / "whole")
+    with pytest.raises(TrainingInterrupted):
+        train(
+            prepared,
+            model_config,
+            config,
+            tmp_path / "run",
+            should_stop=iter([False] * 12 + [True]).__next__,
+        )
+    # A kill after step 12's state: later log lines, a half-written line, a stale temp file.
+    log = tmp_path / "run" / STEP_LOG
+    log.write_text(log.read_text() + '{"step": 13, "loss": 9.9, "lr": 0.1}\n{"step": 14, "lo')
+    (tmp_path / "run" / "state" / ".step-00000013.safetensors.abc.tmp").write_bytes(b"partial")
+    Trainer.resume(tmp_path / "run").run()
+    assert log.read_text() == (tmp_path / "whole" / STEP_LOG).read_text()
+    assert not list((tmp_path / "run").rglob("*.tmp"))
+
+
+def test_non_finite_steps_never_reach_the_weights(tmp_path, prepared, monkeypatch):
+    model_config, config = configs(prepared, "lstm")
+    forward = CharRNN.forward
+    calls = {"n": 0}
+
+    def sometimes_nan(self, ids, state=None):
+        logits, state = forward(self, ids, state)
+        calls["n"] += 1
+        if self.training and calls["n"] in (3, 4):
+            logits = logits * float("nan")
+        return logits, state
+
+    monkeypatch.setattr(CharRNN, "forward", sometimes_nan)
+    faults = []
+
+    class Collect:
+        def __getattr__(self, name):
+            return faults.append if name == "on_fault" else (lambda *a, **k: None)
+
+    result = train(prepared, model_config, config, tmp_path / "run", reporter=Collect())
+    assert len(faults) == 2 and result.steps == STEPS
+    for value in final_weights(tmp_path / "run").values():
+        assert torch.isfinite(value).all()
+
+
+def test_persistent_faults_roll_back_then_stop_clearly(tmp_path, prepared, monkeypatch):
+    model_config, config = configs(prepared, "gru")
+    forward = CharRNN.forward
+
+    def nan_after_step_5(self, ids, state=None):
+        logits, state = forward(self, ids, state)
+        return (
+            logits * float("nan") if self.training and Trainer.current_step > 5 else logits
+        ), state
+
+    monkeypatch.setattr(Trainer, "current_step", 0, raising=False)
+    step_fn = Trainer._step
+
+    def tracking_step(self, lr):
+        Trainer.current_step = self.loop.step
+        return step_fn(self, lr)
+
+    monkeypatch.setattr(Trainer, "_step", tracking_step)
+    monkeypatch.setattr(CharRNN, "forward", nan_after_step_5)
+    with pytest.raises(CharRNNError, match="diverged"):
+        train(prepared, model_config, config, tmp_path / "run")
+    for path in checkpoint.list_states(tmp_path / "run"):
+        state = checkpoint.load_state(path)
+        assert all(torch.isfinite(v).all() for v in state.group("model").values())
+        assert state.meta["loop"]["step"] <= 6
+
+
+def test_full_disk_keeps_the_previous_state(tmp_path, tiny_corpus_file, monkeypatch):
+    run = tmp_path / "run"
+    args = [
+        "train",
+        str(tiny_corpus_file),
+        "--out",
+        str(run),
+        "-q",
+        "--hidden",
+        "8",
+        "--embedding",
+        "4",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--max-time",
+        "0",
+        "--max-steps",
+        "6",
+        "--checkpoint-every",
+        "0",
+    ]
+    runner = CliRunner()
+    assert runner.invoke(cli, args).exit_code == 0
+    before = {p: p.read_bytes() for p in checkpoint.list_states(run)}
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("charrnn.atomic.os.fsync", full)
+    result = runner.invoke(cli, ["train", "--resume", str(run), "-q"])
+    assert result.exit_code == 1
+    assert "No space left on device" in result.stderr and "Traceback" not in result.output
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in checkpoint.list_states(run)} == before
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_existing_run_is_never_silently_overwritten(tmp_path, tiny_corpus_file):
+    run = tmp_path / "run"
+    args = [
+        "train",
+        str(tiny_corpus_file),
+        "--out",
+        str(run),
+        "-q",
+        "--hidden",
+        "8",
+        "--embedding",
+        "4",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--max-time",
+        "0",
+        "--max-steps",
+        "4",
+    ]
+    runner = CliRunner()
+    assert runner.invoke(cli, args).exit_code == 0
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 1 and "--resume" in again.stderr and "step 4" in again.stderr
+    mixed = runner.invoke(cli, ["train", "--resume", str(run), "--hidden", "32"])
+    assert mixed.exit_code == 2 and "--hidden" in mixed.stderr
+
+
+class WritesMarker:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_in_place_of_a_state_is_never_run(tmp_path):
+    marker = tmp_path / "pwned"
+    state_dir = tmp_path / "run" / "state"
+    state_dir.mkdir(parents=True)
+    (state_dir / "step-00000001.safetensors").write_bytes(pickle.dumps(WritesMarker(str(marker))))
+    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "no training state" in result.stderr
+    assert not marker.exists()
+
+
+def test_sigterm_saves_a_state_and_exits_143_then_resume_finishes(tmp_path, tiny_corpus_file):
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "charrnn.cli",
+        "train",
+        str(tiny_corpus_file),
+        "--out",
+        str(run),
+        "-q",
+        "--hidden",
+        "8",
+        "--embedding",
+        "4",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--max-time",
+        "0",
+        "--max-steps",
+        "1000000",
+        "--checkpoint-every",
+        "0.2",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(s.name != "step-00000000.safetensors" for s in checkpoint.list_states(run)):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "--resume" in err and "Traceback" not in err
+    step = checkpoint.latest_state(run).meta["loop"]["step"]
+    assert step > 0
