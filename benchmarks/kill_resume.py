@@ -2,7 +2,7 @@
 check that no state is ever unreadable and that the end result equals an
 uninterrupted run bit for bit.
 
-    python -m benchmarks.kill_resume [--kills 20] [--steps 300] [--seed 0]
+    python -m benchmarks.kill_resume [--kills 20] [--steps 20000] [--seed 0]
 
 Prints one JSON line: kills, states checked, unreadable states, whether the
 final weights equal the uninterrupted run's.
@@ -64,7 +64,7 @@ def train_cmd(corpus: Path, run: Path, steps: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -76,10 +76,11 @@ def main(argv: list[str] | None = None) -> None:
 
         run = tmp / "killed"
         kills = checked = unreadable = resumes = 0
+        steps_at_kills = []
         cmd = train_cmd(corpus, run, args.steps)
         while kills < args.kills:
             proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(1.0, 4.0))  # ~1.5 s of it is starting Python and torch
+            time.sleep(rng.uniform(1.0, 3.0))  # ~1.5 s of it is starting Python and torch
             if proc.poll() is not None:  # finished before the kill: start over
                 raise SystemExit("run finished before the kill; use more --steps")
             proc.send_signal(signal.SIGKILL)
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
                     checkpoint.load_state(path)
                 except ModelFileError:
                     unreadable += 1
+            latest = checkpoint.latest_state(run)
+            steps_at_kills.append(latest.meta["loop"]["step"] if latest else None)
             cmd = [sys.executable, "-m", "charrnn.cli", "train", "--resume", str(run), "-q"]
             resumes += 1
         subprocess.run(cmd, check=True)

@@ -26,7 +26,8 @@ from .modelfile import read_metadata
 
 FORMAT = "charrnn-train-state"
 VERSION = 1
-STATE_DIR = "state"
+STATE_DIR = "state"  # RUN/state: training states
+MODELS_DIR = "models"  # RUN/models: model files named by step and validation loss
 _NAME = re.compile(r"^step-(\d+)\.safetensors$")
 
 
@@ -147,7 +148,7 @@ def prune_states(run_dir: Path, keep: int) -> None:
 def remove_stale_temporaries(run_dir: Path) -> int:
     """Delete temporary files left by a writer that was killed; return how many."""
     count = 0
-    for folder in (Path(run_dir), Path(run_dir) / STATE_DIR):
+    for folder in (Path(run_dir), Path(run_dir) / STATE_DIR, Path(run_dir) / MODELS_DIR):
         if folder.is_dir():
             for tmp in folder.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)

@@ -366,7 +366,7 @@ def train(ctx, corpus, out, force, resume_dir, as_json, quiet, **options):
 
 def _start_run(corpus, out, force, options, reporter):
     from .bundled import bundled_corpus
-    from .checkpoint import STATE_DIR, latest_state
+    from .checkpoint import MODELS_DIR, STATE_DIR, latest_state
     from .corpus import prepare
     from .train import METRICS_LOG, STEP_LOG, Trainer
 
@@ -383,7 +383,8 @@ def _start_run(corpus, out, force, options, reporter):
     if force:
         for path in models + [run_dir / METRICS_LOG, run_dir / STEP_LOG]:
             path.unlink(missing_ok=True)
-        shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
+        for folder in (STATE_DIR, MODELS_DIR):
+            shutil.rmtree(run_dir / folder, ignore_errors=True)
     data_config = DataConfig(
         val_fraction=options["val_fraction"],
         val_file=options["val_file"],

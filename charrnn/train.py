@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -367,6 +369,16 @@ class Trainer:
             f"rolled back to step {self.loop.step} with learning rate x{scale:g}"
         )
 
+    def _prune_models(self) -> None:
+        """Keep the `keep` newest named model files, and the best one."""
+        named = sorted(
+            (self.run_dir / checkpoint.MODELS_DIR).glob(f"step-*{EXTENSION}"), reverse=True
+        )
+        best = self.best_path.stat().st_ino if self.best_path.exists() else None
+        for path in named[self.config.keep :]:
+            if path.stat().st_ino != best:
+                path.unlink()
+
     def _eval_due(self) -> bool:
         """Validate every eval_every steps, or automatically at 1/4, 2/4 and 3/4 of the
         budget unless one validation would take more than AUTO_EVAL_SHARE of it.
@@ -410,13 +422,33 @@ class Trainer:
             raise CharRNNError(f"validation loss became {val_nats} at step {loop.step}; lower --lr")
         self.history.append(record)
         info = {**self.info, "step": loop.step, "chars_seen": loop.chars_seen, "val_nats": val_nats}
-        save_model(self.last_path, self.model, self.corpus.vocab, info)
+        # The model is written once, under a name that says its step and validation loss;
+        # last/best are links to it (or copies where links are not supported).
+        named = (
+            self.run_dir
+            / checkpoint.MODELS_DIR
+            / f"step-{loop.step:08d}-val{val_nats:.4f}{EXTENSION}"
+        )
+        save_model(named, self.model, self.corpus.vocab, info)
+        link_or_copy(named, self.last_path)
         if loop.best_nats is None or val_nats < loop.best_nats:
             loop.best_nats = val_nats
-            save_model(self.best_path, self.model, self.corpus.vocab, info)
+            link_or_copy(named, self.best_path)
+        self._prune_models()
         with (self.run_dir / METRICS_LOG).open("a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
         self.reporter.on_eval(record)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make `target` the same file as `source`, replacing it atomically."""
+    tmp = target.with_name(f".{target.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def _read_log(path: Path) -> list[dict]:
