@@ -79,10 +79,14 @@ def main(argv: list[str] | None = None) -> None:
         steps_at_kills = []
         cmd = train_cmd(corpus, run, args.steps)
         while kills < args.kills:
-            proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(1.0, 3.0))  # ~1.5 s of it is starting Python and torch
-            if proc.poll() is not None:  # finished before the kill: start over
-                raise SystemExit("run finished before the kill; use more --steps")
+            with (tmp / "stderr.txt").open("w") as err:
+                proc = subprocess.Popen(cmd, stderr=err)
+                time.sleep(rng.uniform(1.5, 5.0))  # ~2 s of it is starting Python and torch
+            if proc.poll() is not None:
+                raise SystemExit(
+                    f"run ended before the kill (exit {proc.returncode}): "
+                    + (tmp / "stderr.txt").read_text()[-2000:]
+                )
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
@@ -94,7 +98,10 @@ def main(argv: list[str] | None = None) -> None:
                     unreadable += 1
             latest = checkpoint.latest_state(run)
             steps_at_kills.append(latest.meta["loop"]["step"] if latest else None)
-            cmd = [sys.executable, "-m", "charrnn.cli", "train", "--resume", str(run), "-q"]
+            if latest is None:  # killed before the first state: start the run again
+                cmd = [*train_cmd(corpus, run, args.steps), "--force"]
+            else:
+                cmd = [sys.executable, "-m", "charrnn.cli", "train", "--resume", str(run), "-q"]
             resumes += 1
         subprocess.run(cmd, check=True)
         whole = checkpoint.latest_state(tmp / "whole")
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                 "states_checked": checked,
                 "unreadable_states": unreadable,
                 "final_step": final.meta["loop"]["step"],
+                "latest_state_step_after_each_kill": steps_at_kills,
                 "final_weights_equal_uninterrupted": same,
                 "step_log_equal_uninterrupted": same_log,
             }

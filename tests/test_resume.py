@@ -83,6 +83,10 @@ def test_stop_and_resume_is_bit_identical(tmp_path, prepared, cell):
     ]
     assert metrics == [10, 20, 24]  # continued, no duplicated steps
     assert len(checkpoint.list_states(tmp_path / "split")) == 2  # --keep 2
+    named = sorted(p.name for p in (tmp_path / "split" / "models").iterdir())
+    assert named[-1].startswith("step-00000024-val") and len(named) <= 3  # 2 newest + best
+    last = tmp_path / "split" / "last.safetensors"
+    assert last.read_bytes() == (tmp_path / "split" / "models" / named[-1]).read_bytes()
 
 
 def test_resume_after_a_kill_drops_log_lines_past_the_state(tmp_path, prepared):
@@ -280,3 +284,18 @@ def test_sigterm_saves_a_state_and_exits_143_then_resume_finishes(tmp_path, tiny
     assert "--resume" in err and "Traceback" not in err
     step = checkpoint.latest_state(run).meta["loop"]["step"]
     assert step > 0
+
+
+@pytest.mark.parametrize("command", ["sample", "score"])
+def test_a_pickle_handed_to_sample_or_score_is_never_run(tmp_path, command):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.safetensors"
+    evil.write_bytes(pickle.dumps(WritesMarker(str(marker))))
+    began = time.perf_counter()
+    result = CliRunner().invoke(
+        cli, [command, "--model", str(evil), *(["hi"] * (command == "score"))]
+    )
+    assert result.exit_code == 1 and "not a charrnn" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert time.perf_counter() - began < 5
+    assert not marker.exists()
