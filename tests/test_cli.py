@@ -4,23 +4,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from helpers import TINY_TRAIN
 
 from charrnn.cli import cli
-
-TINY_TRAIN = [
-    "--hidden",
-    "16",
-    "--embedding",
-    "4",
-    "--batch-size",
-    "4",
-    "--seq-len",
-    "16",
-    "--max-time",
-    "0",
-    "--max-steps",
-    "8",
-]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import time
 
 import pytest
 import torch
+from helpers import WritesMarker
 from safetensors.torch import save_file
 
 from charrnn.config import ModelConfig
@@ -41,14 +42,6 @@ def test_run_directory_resolves_to_best_then_last(tmp_path, saved):
         load_model(run)
     os.link(path, run / "last.safetensors")
     assert load_model(run).path.name == "last.safetensors"
-
-
-class WritesMarker:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_pickle_is_refused_and_never_executed(tmp_path):

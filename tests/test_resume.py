@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import TINY_TRAIN, WritesMarker
 
 from charrnn import checkpoint
 from charrnn.cli import cli
@@ -169,16 +170,7 @@ def test_full_disk_keeps_the_previous_state(tmp_path, tiny_corpus_file, monkeypa
         "--out",
         str(run),
         "-q",
-        "--hidden",
-        "8",
-        "--embedding",
-        "4",
-        "--batch-size",
-        "4",
-        "--seq-len",
-        "16",
-        "--max-time",
-        "0",
+        *TINY_TRAIN,
         "--max-steps",
         "6",
         "--checkpoint-every",
@@ -208,16 +200,7 @@ def test_existing_run_is_never_silently_overwritten(tmp_path, tiny_corpus_file):
         "--out",
         str(run),
         "-q",
-        "--hidden",
-        "8",
-        "--embedding",
-        "4",
-        "--batch-size",
-        "4",
-        "--seq-len",
-        "16",
-        "--max-time",
-        "0",
+        *TINY_TRAIN,
         "--max-steps",
         "4",
     ]
@@ -227,14 +210,6 @@ def test_existing_run_is_never_silently_overwritten(tmp_path, tiny_corpus_file):
     assert again.exit_code == 1 and "--resume" in again.stderr and "step 4" in again.stderr
     mixed = runner.invoke(cli, ["train", "--resume", str(run), "--hidden", "32"])
     assert mixed.exit_code == 2 and "--hidden" in mixed.stderr
-
-
-class WritesMarker:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_a_pickle_in_place_of_a_state_is_never_run(tmp_path):
@@ -258,16 +233,7 @@ def test_sigterm_saves_a_state_and_exits_143_then_resume_finishes(tmp_path, tiny
         "--out",
         str(run),
         "-q",
-        "--hidden",
-        "8",
-        "--embedding",
-        "4",
-        "--batch-size",
-        "4",
-        "--seq-len",
-        "16",
-        "--max-time",
-        "0",
+        *TINY_TRAIN,
         "--max-steps",
         "1000000",
         "--checkpoint-every",
