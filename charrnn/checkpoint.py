@@ -129,13 +129,15 @@ def list_states(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def latest_state(run_dir: Path) -> TrainingState | None:
-    """The newest state that loads; damaged ones (never written by charrnn) are skipped."""
+def latest_state(run_dir: Path, skipped: list[str] | None = None) -> TrainingState | None:
+    """The newest state that loads. Damaged files (charrnn never leaves one, but a disk
+    or a person can) are passed over, their errors appended to `skipped`."""
     for path in list_states(run_dir):
         try:
             return load_state(path)
-        except ModelFileError:
-            continue
+        except ModelFileError as exc:
+            if skipped is not None:
+                skipped.append(str(exc))
     return None
 
 

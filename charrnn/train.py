@@ -231,9 +231,11 @@ class Trainer:
         """A Trainer continuing the newest complete state in `run_dir`."""
         run_dir = Path(run_dir)
         checkpoint.remove_stale_temporaries(run_dir)
-        state = checkpoint.latest_state(run_dir)
+        skipped: list[str] = []
+        state = checkpoint.latest_state(run_dir, skipped)
         if state is None:
-            raise CharRNNError(f"{run_dir}: no training state to resume from")
+            reason = f" ({skipped[0]})" if skipped else ""
+            raise CharRNNError(f"{run_dir}: no training state to resume from{reason}")
         meta = state.meta
         corpus = load_prepared(meta["corpus_dir"])
         if list(corpus.vocab.chars) != meta["vocab"]:
@@ -246,6 +248,8 @@ class Trainer:
             reporter,
         )
         trainer.load(state)
+        for message in skipped:
+            trainer.reporter.on_fault(f"skipped a damaged training state: {message}")
         # Logs written after this state belong to steps that will be redone.
         for name in (METRICS_LOG, STEP_LOG):
             _truncate_log(run_dir / name, trainer.loop.step)

@@ -1,5 +1,7 @@
 """Small shared pieces for the tests (importable because tests/ has no __init__.py)."""
 
+from charrnn.train import Reporter
+
 # `charrnn train` options for a model that trains in a blink.
 TINY_TRAIN = [
     "--hidden",
@@ -15,6 +17,16 @@ TINY_TRAIN = [
     "--max-steps",
     "8",
 ]
+
+
+class FaultCollector(Reporter):
+    """A training reporter that keeps the fault and warning messages."""
+
+    def __init__(self):
+        self.messages = []
+
+    def on_fault(self, message):
+        self.messages.append(message)
 
 
 class WritesMarker:

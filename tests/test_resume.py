@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import TINY_TRAIN, WritesMarker
+from helpers import TINY_TRAIN, FaultCollector, WritesMarker
 
 from charrnn import checkpoint
 from charrnn.cli import cli
@@ -123,14 +123,9 @@ def test_non_finite_steps_never_reach_the_weights(tmp_path, prepared, monkeypatc
         return logits, state
 
     monkeypatch.setattr(CharRNN, "forward", sometimes_nan)
-    faults = []
-
-    class Collect:
-        def __getattr__(self, name):
-            return faults.append if name == "on_fault" else (lambda *a, **k: None)
-
-    result = train(prepared, model_config, config, tmp_path / "run", reporter=Collect())
-    assert len(faults) == 2 and result.steps == STEPS
+    faults = FaultCollector()
+    result = train(prepared, model_config, config, tmp_path / "run", reporter=faults)
+    assert len(faults.messages) == 2 and result.steps == STEPS
     for value in final_weights(tmp_path / "run").values():
         assert torch.isfinite(value).all()
 
@@ -219,10 +214,11 @@ def test_a_pickle_in_place_of_a_state_is_never_run(tmp_path):
     (state_dir / "step-00000001.safetensors").write_bytes(pickle.dumps(WritesMarker(str(marker))))
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")])
     assert result.exit_code == 1 and "no training state" in result.stderr
+    assert "not a charrnn" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not marker.exists()
 
 
-def test_sigterm_saves_a_state_and_exits_143_then_resume_finishes(tmp_path, tiny_corpus_file):
+def test_sigterm_saves_a_loadable_state_and_exits_143(tmp_path, tiny_corpus_file):
     run = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -265,3 +261,21 @@ def test_a_pickle_handed_to_sample_or_score_is_never_run(tmp_path, command):
     assert len(result.stderr.strip().splitlines()) == 1
     assert time.perf_counter() - began < 5
     assert not marker.exists()
+
+
+def test_a_damaged_newest_state_is_passed_over_with_a_warning(tmp_path, prepared):
+    model_config, config = configs(prepared, "lstm")
+    with pytest.raises(TrainingInterrupted):
+        train(
+            prepared,
+            model_config,
+            config,
+            tmp_path / "run",
+            should_stop=iter([False] * 5 + [True]).__next__,
+        )
+    newest = checkpoint.state_path(tmp_path / "run", 99)
+    newest.write_bytes(checkpoint.list_states(tmp_path / "run")[0].read_bytes()[:100])
+    warnings = FaultCollector()
+    trainer = Trainer.resume(tmp_path / "run", warnings)
+    assert trainer.loop.step == 5
+    assert len(warnings.messages) == 1 and "step-00000099" in warnings.messages[0]
