@@ -435,12 +435,15 @@ def _run_with_signals(trainer, run_dir):
         )
 
     previous = {sig: signal.signal(sig, on_signal) for sig in EXIT_CODES}
+    stopped = False
     try:
         return trainer.run(should_stop=lambda: bool(received))
     except TrainingInterrupted as stop:
+        stopped = True
         _stderr(f"stopped at step {stop.step}; continue with: charrnn train --resume {run_dir}")
         sys.exit(EXIT_CODES[received[0]])
     except KeyboardInterrupt:
+        stopped = True
         _stderr(
             f"interrupted; the last complete state in {run_dir} is intact: "
             f"charrnn train --resume {run_dir}"
@@ -448,7 +451,8 @@ def _run_with_signals(trainer, run_dir):
         sys.exit(130)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # Exiting after a stop, a late Ctrl-C must not put a traceback into the shutdown.
+            signal.signal(sig, signal.SIG_IGN if stopped else handler)
 
 
 # --------------------------------------------------------------------------- sample / score

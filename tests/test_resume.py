@@ -218,7 +218,11 @@ def test_a_pickle_in_place_of_a_state_is_never_run(tmp_path):
     assert not marker.exists()
 
 
-def test_sigterm_saves_a_loadable_state_and_exits_143(tmp_path, tiny_corpus_file):
+@pytest.mark.parametrize(
+    ("signum", "times", "code"),
+    [(signal.SIGTERM, 1, 143), (signal.SIGINT, 1, 130), (signal.SIGINT, 2, 130)],
+)
+def test_signals_stop_with_a_loadable_state(tmp_path, tiny_corpus_file, signum, times, code):
     run = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -240,12 +244,15 @@ def test_sigterm_saves_a_loadable_state_and_exits_143(tmp_path, tiny_corpus_file
     while not any(s.name != "step-00000000.safetensors" for s in checkpoint.list_states(run)):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    for _ in range(times):  # a second Ctrl-C stops at once
+        proc.send_signal(signum)
+        time.sleep(0.01)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
+    assert proc.returncode == code, err
     assert "--resume" in err and "Traceback" not in err
-    step = checkpoint.latest_state(run).meta["loop"]["step"]
-    assert step > 0
+    for path in checkpoint.list_states(run):
+        checkpoint.load_state(path)  # every state file left behind is complete
+    assert checkpoint.latest_state(run).meta["loop"]["step"] > 0
 
 
 @pytest.mark.parametrize("command", ["sample", "score"])
