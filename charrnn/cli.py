@@ -75,7 +75,33 @@ DATA_OPTIONS = [
         show_default=True,
         help="Text encoding of the corpus files.",
     ),
+    click.option(
+        "--errors",
+        type=click.Choice(["strict", "replace"]),
+        default=_default(DataConfig, "errors"),
+        show_default=True,
+        help="Undecodable bytes: stop with an error, or replace them with U+FFFD.",
+    ),
+    click.option(
+        "--keep-newlines",
+        is_flag=True,
+        help="Keep CRLF and lone CR as they are (by default they become LF).",
+    ),
 ]
+DATA_OPTION_NAMES = ("val_file", "val_fraction", "encoding", "errors", "keep_newlines")
+
+
+def _data_config(options: dict) -> DataConfig:
+    return DataConfig(**{name: options[name] for name in DATA_OPTION_NAMES})
+
+
+def _warn_about_corpus(prepared) -> None:
+    controls = prepared.meta.get("control_chars", 0)
+    if controls:
+        _stderr(
+            f"warning: the corpus holds {controls} control character(s) "
+            "(other than tab, newline, carriage return and form feed)"
+        )
 
 
 def _apply(options):
@@ -95,7 +121,7 @@ def _apply(options):
     help="Output directory [default: CORPUS.charrnn beside the corpus].",
 )
 @_apply(DATA_OPTIONS)
-def preprocess(corpus, out, val_file, val_fraction, encoding):
+def preprocess(corpus, out, **options):
     """Encode CORPUS into a compact id array plus vocabulary, for `charrnn train`.
 
     Optional: train does this itself when needed and reuses the output
@@ -105,8 +131,8 @@ def preprocess(corpus, out, val_file, val_fraction, encoding):
     from .corpus import preprocess as run_preprocess
 
     out = Path(out) if out else default_prepared_dir(corpus)
-    config = DataConfig(val_fraction=val_fraction, val_file=val_file, encoding=encoding)
-    prepared = run_preprocess(corpus, out, config)
+    prepared = run_preprocess(corpus, out, _data_config(options))
+    _warn_about_corpus(prepared)
     click.echo(
         f"{out}: {prepared.meta['chars']} characters ({len(prepared.train)} train, "
         f"{len(prepared.val)} validation), vocabulary of {len(prepared.vocab)}"
@@ -385,11 +411,7 @@ def _start_run(corpus, out, force, options, reporter):
             path.unlink(missing_ok=True)
         for folder in (STATE_DIR, MODELS_DIR):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
-    data_config = DataConfig(
-        val_fraction=options["val_fraction"],
-        val_file=options["val_file"],
-        encoding=options["encoding"],
-    )
+    data_config = _data_config(options)
     train_config = TrainConfig(
         seq_len=options["seq_len"],
         batch_size=options["batch_size"],
@@ -404,6 +426,7 @@ def _start_run(corpus, out, force, options, reporter):
         keep=options["keep"],
     )
     prepared = prepare(corpus, run_dir / "data", data_config)
+    _warn_about_corpus(prepared)
     model_config = ModelConfig(
         vocab_size=len(prepared.vocab),
         cell=options["cell"],

@@ -19,6 +19,16 @@ class DataConfig:
     val_fraction: float = 0.1  # the last ~10%, cut at a line boundary
     val_file: str | None = None  # explicit validation text instead of a split
     encoding: str = "utf-8"
+    errors: str = "strict"  # or "replace": undecodable bytes become U+FFFD
+    keep_newlines: bool = False  # False: CRLF and lone CR become LF
+
+    def read_options(self) -> dict:
+        """Keyword arguments for textfile.iter_text_chunks."""
+        return {
+            "encoding": self.encoding,
+            "errors": self.errors,
+            "keep_newlines": self.keep_newlines,
+        }
 
 
 CELLS = ("rnn", "lstm", "gru")

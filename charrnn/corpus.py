@@ -39,22 +39,43 @@ def _source_stamp(path: str | Path) -> dict:
     return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _scan(path: str | Path, encoding: str) -> tuple[set[int], int]:
-    """Pass 1: the distinct code points and the character count."""
-    points: set[int] = set()
-    count = 0
-    for chunk in iter_text_chunks(path, encoding):
+# Control characters other than tab, LF, FF and CR: a few are noise; many, or any NUL,
+# mean the file is not text. So do very many U+FFFD after --errors replace (a text
+# in the wrong encoding has some, random bytes have a lot).
+_TEXT_CONTROLS = np.array([9, 10, 12, 13], dtype=np.uint32)
+BINARY_CONTROL_SHARE = 0.01
+BINARY_REPLACEMENT_SHARE = 0.25
+
+
+def _scan(path: str | Path, config: DataConfig) -> tuple[set[int], int, int]:
+    """Pass 1: the distinct code points, the character count, the control characters."""
+    seen = np.zeros(0x110000, dtype=bool)
+    count = controls = 0
+    for chunk in iter_text_chunks(path, **config.read_options()):
         cps = code_points(chunk)
-        points.update(np.unique(cps).tolist())
+        seen[cps] = True
+        control = (cps < 32) & ~np.isin(cps, _TEXT_CONTROLS) | (cps == 127)
+        if count == 0:  # judge the first chunk: is this text at all?
+            bad_controls, replaced = int(control.sum()), int((cps == 0xFFFD).sum())
+            if (
+                (cps == 0).any()
+                or bad_controls > BINARY_CONTROL_SHARE * len(cps)
+                or replaced > BINARY_REPLACEMENT_SHARE * len(cps)
+            ):
+                raise CorpusError(
+                    f"{path}: looks like a binary file, not text ({bad_controls} control and "
+                    f"{replaced} undecodable characters in the first {len(cps)})"
+                )
+        controls += int(control.sum())
         count += len(cps)
-    return points, count
+    return set(np.flatnonzero(seen).tolist()), count, controls
 
 
-def _write_ids(path, encoding, vocab, out: np.ndarray, start: int, split_target: int | None):
+def _write_ids(path, config, vocab, out: np.ndarray, start: int, split_target: int | None):
     """Pass 2: encode `path` into out[start:]; return (end, last newline end <= target)."""
     pos = start
     cut = None  # index just after the last newline at or before split_target
-    for chunk in iter_text_chunks(path, encoding):
+    for chunk in iter_text_chunks(path, **config.read_options()):
         cps = code_points(chunk)
         out[pos : pos + len(cps)] = vocab.encode_points(cps, out.dtype)
         if split_target is not None and pos <= split_target:
@@ -79,8 +100,10 @@ def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | Non
     sources = [corpus] + ([config.val_file] if config.val_file else [])
     points: set[int] = set()
     counts = []
+    controls = 0
     for source in sources:
-        source_points, count = _scan(source, config.encoding)
+        source_points, count, source_controls = _scan(source, config)
+        controls += source_controls
         if count == 0 or not "".join(map(chr, source_points)).strip():
             raise CorpusError(f"{source}: has no text (it is empty or only whitespace)")
         points |= source_points
@@ -95,11 +118,11 @@ def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | Non
         ids_tmp, mode="w+", dtype=smallest_id_dtype(len(vocab)), shape=(total,)
     )
     if config.val_file:
-        split, _ = _write_ids(corpus, config.encoding, vocab, ids, 0, None)
-        _write_ids(config.val_file, config.encoding, vocab, ids, split, None)
+        split, _ = _write_ids(corpus, config, vocab, ids, 0, None)
+        _write_ids(config.val_file, config, vocab, ids, split, None)
     else:
         target = int(total * (1.0 - config.val_fraction))
-        _, cut = _write_ids(corpus, config.encoding, vocab, ids, 0, target)
+        _, cut = _write_ids(corpus, config, vocab, ids, 0, target)
         split = cut if cut else target  # no newline before the target: cut mid-line
     ids.flush()
     del ids
@@ -109,6 +132,7 @@ def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | Non
         "vocab": list(vocab.chars),
         "split": split,
         "chars": total,
+        "control_chars": controls,
         "data_config": asdict(config),
         "sources": [_source_stamp(s) for s in sources],
     }

@@ -17,14 +17,24 @@ CHUNK_BYTES = 1 << 24  # 16 MiB of input per chunk keeps memory flat on big file
 
 
 def iter_text_chunks(
-    path: str | Path, encoding: str = "utf-8", chunk_bytes: int = CHUNK_BYTES
+    path: str | Path,
+    encoding: str = "utf-8",
+    chunk_bytes: int = CHUNK_BYTES,
+    errors: str = "strict",
+    keep_newlines: bool = False,
 ) -> Iterator[str]:
-    """Yield the decoded text of `path` in pieces, newlines normalised to LF."""
+    """Yield the decoded text of `path` in pieces, newlines normalised to LF.
+
+    errors="replace" turns undecodable bytes into U+FFFD instead of stopping;
+    keep_newlines=True leaves CR and CRLF as they are.
+    """
+    if errors not in ("strict", "replace"):
+        raise CorpusError(f"unknown error handling {errors!r}; use strict or replace")
     path = Path(path)
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # same decoding, but a leading BOM is not text
     try:
-        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        decoder = codecs.getincrementaldecoder(encoding)(errors=errors)
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
     try:
@@ -48,6 +58,12 @@ def iter_text_chunks(
                     f"{path}: not valid {encoding} text at byte {offset + exc.start}"
                 ) from None
             offset += len(raw)
+            if keep_newlines:
+                if text:
+                    yield text
+                if final:
+                    return
+                continue
             if pending_cr:
                 text = "\r" + text
             pending_cr = text.endswith("\r") and not final
@@ -59,6 +75,6 @@ def iter_text_chunks(
                 return
 
 
-def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+def read_text(path: str | Path, encoding: str = "utf-8", **options) -> str:
     """The whole decoded text of `path` (for scoring and small files)."""
-    return "".join(iter_text_chunks(path, encoding))
+    return "".join(iter_text_chunks(path, encoding, **options))

@@ -150,3 +150,13 @@ def test_corpus_too_short_for_a_batch(runner, tmp_path):
         runner.invoke(cli, ["train", str(tmp_path / "short.txt"), "--batch-size", "64"]),
         "too short",
     )
+
+
+def test_binary_file_is_refused_with_one_line(runner, tmp_path):
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20)
+    for errors in ("strict", "replace"):
+        result = fails(
+            runner.invoke(cli, ["preprocess", str(tmp_path / "image.png"), "--errors", errors]),
+            "image.png",
+        )
+        assert len(result.stderr.strip().splitlines()) == 1

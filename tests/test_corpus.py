@@ -75,3 +75,28 @@ def test_prepare_reuses_a_fresh_copy_and_redoes_a_stale_one(tmp_path):
     second = prepare(corpus, tmp_path / "work")
     assert second.vocab != first.vocab
     assert not is_fresh(tmp_path / "work", corpus, DataConfig(val_fraction=0.2))
+
+
+def test_errors_replace_and_keep_newlines(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"caf\xe9 au lait\r\n" * 200)  # Latin-1 bytes in a "UTF-8" file
+    with pytest.raises(CorpusError, match="byte 3"):
+        preprocess(bad, tmp_path / "a")
+    replaced = preprocess(bad, tmp_path / "b", DataConfig(errors="replace"))
+    assert "\ufffd" in replaced.vocab and "\r" not in replaced.vocab
+    kept = preprocess(bad, tmp_path / "c", DataConfig(encoding="latin-1", keep_newlines=True))
+    assert "é" in kept.vocab and "\r" in kept.vocab
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01binary\x00" * 100, bytes(range(256)) * 40])
+def test_binary_files_are_refused(tmp_path, content):
+    path = tmp_path / "blob.bin"
+    path.write_bytes(content)
+    with pytest.raises(CorpusError, match="binary|not valid"):
+        preprocess(path, tmp_path / "out", DataConfig(errors="replace"))
+
+
+def test_a_few_control_characters_are_counted(tmp_path):
+    (tmp_path / "c.txt").write_text("plain text line\n" * 500 + "\x1b[0m colour\n")
+    prepared = preprocess(tmp_path / "c.txt", tmp_path / "out")
+    assert prepared.meta["control_chars"] == 1
