@@ -18,8 +18,8 @@ from pathlib import Path
 
 import click
 
-from .config import DataConfig, ModelConfig, TrainConfig
-from .errors import CharRNNError
+from .config import DataConfig, ModelConfig, TrainConfig, size_advice
+from .errors import CharRNNError, UnknownCharactersError
 
 # Importing torch costs a second; commands import the library lazily so that
 # `charrnn --help` and usage errors stay instant.
@@ -435,6 +435,9 @@ def _start_run(corpus, out, force, options, reporter):
         embedding=options["embedding"],
         dropout=options["dropout"],
     )
+    advice = size_advice(model_config, len(prepared.train))
+    if advice:
+        _stderr(f"warning: {advice}")
     return run_dir, Trainer(prepared, model_config, train_config, run_dir, reporter)
 
 
@@ -609,8 +612,14 @@ def _preview(text: str, width: int = 40) -> str:
     help="Score a long document as one stream (slower; parallel streams differ "
     "by < 0.001 bits/char).",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Characters the model has never seen are an error (by default they are skipped "
+    "and counted).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per text, then totals.")
-def score(texts, model_path, lines_file, doc_file, exact, as_json):
+def score(texts, model_path, lines_file, doc_file, exact, strict, as_json):
     """Score TEXTS: log-probability, nats and bits per character, perplexity.
 
     Each argument is one text. With no TEXTS, --lines or --file, reads one
@@ -627,11 +636,15 @@ def score(texts, model_path, lines_file, doc_file, exact, as_json):
     if lines_file is not None:
         items += [("line", line.rstrip("\r\n")) for line in lines_file]
     loaded = _load(model_path)
-    results = score_texts(loaded.model, loaded.vocab, [text for _, text in items])
     if doc_file is not None:
-        text = sys.stdin.read() if doc_file == "-" else read_text(doc_file)
-        items.append(("file", text))
-        results.append(score_text(loaded.model, loaded.vocab, text, exact=exact))
+        items.append(("file", sys.stdin.read() if doc_file == "-" else read_text(doc_file)))
+    unknown = loaded.vocab.unknown_chars("".join(text for _, text in items))
+    if strict and unknown:
+        raise UnknownCharactersError(unknown)
+    texts = [text for kind, text in items if kind != "file"]
+    results = score_texts(loaded.model, loaded.vocab, texts)
+    if doc_file is not None:
+        results.append(score_text(loaded.model, loaded.vocab, items[-1][1], exact=exact))
     totals = total(results)
     if as_json:
         for (kind, text), result in zip(items, results):
@@ -655,7 +668,6 @@ def score(texts, model_path, lines_file, doc_file, exact, as_json):
                 f"{r.chars:8d} {r.log_prob:11.2f}  {label}"
             )
     if totals.unknown_chars:
-        unknown = loaded.vocab.unknown_chars("".join(text for _, text in items))
         _stderr(
             f"warning: skipped {totals.unknown_chars} character(s) the model has never "
             f"seen: {', '.join(repr(c) for c in unknown[:10])}"

@@ -7,7 +7,7 @@ ModelConfig and TrainConfig it was made with. No torch here, so `--help` is fast
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .errors import CharRNNError
 
@@ -56,6 +56,36 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def parameter_count(self) -> int:
+        """Number of weights of the CharRNN this config builds (no torch needed)."""
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[self.cell]
+        hidden, embedding, vocab = self.hidden, self.embedding, self.vocab_size
+        recurrent = gates * hidden * (embedding + hidden + 2)  # layer 0: W_ih, W_hh, 2 biases
+        recurrent += (self.layers - 1) * gates * hidden * (2 * hidden + 2)
+        return vocab * embedding + recurrent + hidden * vocab + vocab
+
+
+def size_advice(config: ModelConfig, train_chars: int) -> str | None:
+    """char-rnn's rule of thumb: about as many parameters as training characters.
+
+    Returns a warning when the model is far larger than the text (it will
+    memorise rather than generalise), with a hidden size that fits; None otherwise.
+    """
+    params = config.parameter_count()
+    if params <= 10 * train_chars:
+        return None
+    fitting = [
+        h
+        for h in range(32, config.hidden, 32)
+        if replace(config, hidden=h).parameter_count() <= train_chars
+    ]
+    advice = f"try --hidden {fitting[-1]}, or" if fitting else "even --hidden 32 is larger;"
+    return (
+        f"the model has {params:,} parameters for {train_chars:,} training characters; "
+        f"it will memorise the text rather than learn it: {advice} give it about "
+        f"{params:,} characters of text (rule of thumb: parameters ~ characters)"
+    )
 
 
 @dataclass(frozen=True)

@@ -160,3 +160,11 @@ def test_binary_file_is_refused_with_one_line(runner, tmp_path):
             "image.png",
         )
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_score_strict_refuses_unknown_characters(runner, tiny_run):
+    result = fails(
+        runner.invoke(cli, ["score", "--model", str(tiny_run[0]), "--strict", "Sp€ak"]), "'€'"
+    )
+    assert result.stdout == ""
+    ok(runner.invoke(cli, ["score", "--model", str(tiny_run[0]), "--strict", "Speak"]))

@@ -125,3 +125,20 @@ def test_same_seed_same_weights(tmp_path, tiny_corpus_file):
         runs.append(load_model(tmp_path / name / "last.safetensors").model.state_dict())
     for key, value in runs[0].items():
         assert torch.equal(value, runs[1][key]), key
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_parameter_count_without_torch_matches_the_module(cell):
+    config = ModelConfig(vocab_size=57, cell=cell, layers=3, hidden=20, embedding=6)
+    assert config.parameter_count() == CharRNN(config).num_parameters()
+
+
+def test_size_advice_follows_the_rule_of_thumb():
+    from charrnn.config import size_advice
+
+    big = ModelConfig(vocab_size=84, hidden=512)
+    assert size_advice(big, 5_000_000) is None
+    advice = size_advice(big, 50_000)
+    assert "--hidden" in advice and "50,000 training characters" in advice
+    suggested = int(advice.split("--hidden ")[1].split(",")[0])
+    assert ModelConfig(vocab_size=84, hidden=suggested).parameter_count() <= 50_000
