@@ -54,11 +54,12 @@ def _scan(path: str | Path, config: DataConfig) -> tuple[set[int], int, int]:
     for chunk in iter_text_chunks(path, **config.read_options()):
         cps = code_points(chunk)
         seen[cps] = True
-        control = (cps < 32) & ~np.isin(cps, _TEXT_CONTROLS) | (cps == 127)
+        low = cps[(cps < 32) | (cps == 127)]  # few: the test below runs on them only
+        control = low[~np.isin(low, _TEXT_CONTROLS)]
         if count == 0:  # judge the first chunk: is this text at all?
-            bad_controls, replaced = int(control.sum()), int((cps == 0xFFFD).sum())
+            bad_controls, replaced = len(control), int((cps == 0xFFFD).sum())
             if (
-                (cps == 0).any()
+                (low == 0).any()
                 or bad_controls > BINARY_CONTROL_SHARE * len(cps)
                 or replaced > BINARY_REPLACEMENT_SHARE * len(cps)
             ):
@@ -66,18 +67,21 @@ def _scan(path: str | Path, config: DataConfig) -> tuple[set[int], int, int]:
                     f"{path}: looks like a binary file, not text ({bad_controls} control and "
                     f"{replaced} undecodable characters in the first {len(cps)})"
                 )
-        controls += int(control.sum())
+        controls += len(control)
         count += len(cps)
     return set(np.flatnonzero(seen).tolist()), count, controls
 
 
-def _write_ids(path, config, vocab, out: np.ndarray, start: int, split_target: int | None):
-    """Pass 2: encode `path` into out[start:]; return (end, last newline end <= target)."""
+def _write_ids(path, config, vocab, out, dtype, start: int, split_target: int | None):
+    """Pass 2: append the ids of `path` to the open file `out`; the text's first
+    character has index `start`. Return (end, index after the last newline before
+    split_target)."""
     pos = start
-    cut = None  # index just after the last newline at or before split_target
+    cut = None
     for chunk in iter_text_chunks(path, **config.read_options()):
         cps = code_points(chunk)
-        out[pos : pos + len(cps)] = vocab.encode_points(cps, out.dtype)
+        # Plain writes, not a memory map: written pages must not stay resident.
+        out.write(vocab.encode_points(cps, dtype).tobytes())
         if split_target is not None and pos <= split_target:
             newlines = np.flatnonzero(cps[: split_target - pos] == NEWLINE)
             if len(newlines):
@@ -113,19 +117,24 @@ def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | Non
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A meta.json marks a complete directory: remove it before the ids change.
+    (out_dir / "meta.json").unlink(missing_ok=True)
     ids_tmp = out_dir / "ids.npy.tmp"
-    ids = np.lib.format.open_memmap(
-        ids_tmp, mode="w+", dtype=smallest_id_dtype(len(vocab)), shape=(total,)
-    )
-    if config.val_file:
-        split, _ = _write_ids(corpus, config, vocab, ids, 0, None)
-        _write_ids(config.val_file, config, vocab, ids, split, None)
-    else:
-        target = int(total * (1.0 - config.val_fraction))
-        _, cut = _write_ids(corpus, config, vocab, ids, 0, target)
-        split = cut if cut else target  # no newline before the target: cut mid-line
-    ids.flush()
-    del ids
+    dtype = smallest_id_dtype(len(vocab))
+    with ids_tmp.open("wb") as ids:
+        header = {
+            "descr": np.lib.format.dtype_to_descr(dtype),
+            "fortran_order": False,
+            "shape": (total,),
+        }
+        np.lib.format.write_array_header_1_0(ids, header)
+        if config.val_file:
+            split, _ = _write_ids(corpus, config, vocab, ids, dtype, 0, None)
+            _write_ids(config.val_file, config, vocab, ids, dtype, split, None)
+        else:
+            target = int(total * (1.0 - config.val_fraction))
+            _, cut = _write_ids(corpus, config, vocab, ids, dtype, 0, target)
+            split = cut if cut else target  # no newline before the target: cut mid-line
     meta = {
         "format": "charrnn-corpus",
         "version": FORMAT_VERSION,

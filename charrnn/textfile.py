@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import CorpusError
 
-CHUNK_BYTES = 1 << 24  # 16 MiB of input per chunk keeps memory flat on big files
+CHUNK_BYTES = 1 << 22  # 4 MiB of input per chunk keeps memory flat on big files
 
 
 def iter_text_chunks(
