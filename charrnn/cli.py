@@ -87,8 +87,14 @@ DATA_OPTIONS = [
         is_flag=True,
         help="Keep CRLF and lone CR as they are (by default they become LF).",
     ),
+    click.option(
+        "--normalize/--no-normalize",
+        default=_default(DataConfig, "normalize"),
+        show_default=True,
+        help="Put text in Unicode NFC form (here, and again when sampling and scoring).",
+    ),
 ]
-DATA_OPTION_NAMES = ("val_file", "val_fraction", "encoding", "errors", "keep_newlines")
+DATA_OPTION_NAMES = ("val_file", "val_fraction", "encoding", "errors", "keep_newlines", "normalize")
 
 
 def _data_config(options: dict) -> DataConfig:

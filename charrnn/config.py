@@ -21,6 +21,11 @@ class DataConfig:
     encoding: str = "utf-8"
     errors: str = "strict"  # or "replace": undecodable bytes become U+FFFD
     keep_newlines: bool = False  # False: CRLF and lone CR become LF
+    normalize: bool = True  # NFC: a decomposed and a composed "é" are one character
+
+    @property
+    def normalization(self) -> str | None:
+        return "NFC" if self.normalize else None
 
     def read_options(self) -> dict:
         """Keyword arguments for textfile.iter_text_chunks."""
@@ -28,6 +33,7 @@ class DataConfig:
             "encoding": self.encoding,
             "errors": self.errors,
             "keep_newlines": self.keep_newlines,
+            "normalization": self.normalization,
         }
 
 

@@ -112,7 +112,7 @@ def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | Non
             raise CorpusError(f"{source}: has no text (it is empty or only whitespace)")
         points |= source_points
         counts.append(count)
-    vocab = Vocabulary.from_code_points(points)
+    vocab = Vocabulary.from_code_points(points, config.normalization)
     total = sum(counts)
 
     out_dir = Path(out_dir)
@@ -139,6 +139,7 @@ def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | Non
         "format": "charrnn-corpus",
         "version": FORMAT_VERSION,
         "vocab": list(vocab.chars),
+        "normalization": vocab.normalization,
         "split": split,
         "chars": total,
         "control_chars": controls,
@@ -168,7 +169,8 @@ def load_prepared(directory: str | Path) -> PreparedCorpus:
         raise CorpusError(
             f"corpus too small to split: {len(train)} training and {len(val)} validation characters"
         )
-    return PreparedCorpus(directory, Vocabulary(tuple(meta["vocab"])), train, val, meta)
+    vocab = Vocabulary(tuple(meta["vocab"]), meta.get("normalization"))
+    return PreparedCorpus(directory, vocab, train, val, meta)
 
 
 def is_fresh(directory: str | Path, corpus: str | Path, config: DataConfig) -> bool:

@@ -8,6 +8,7 @@ CRLF and lone CR turned into LF.
 from __future__ import annotations
 
 import codecs
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +23,46 @@ def iter_text_chunks(
     chunk_bytes: int = CHUNK_BYTES,
     errors: str = "strict",
     keep_newlines: bool = False,
+    normalization: str | None = None,
 ) -> Iterator[str]:
     """Yield the decoded text of `path` in pieces, newlines normalised to LF.
 
     errors="replace" turns undecodable bytes into U+FFFD instead of stopping;
-    keep_newlines=True leaves CR and CRLF as they are.
+    keep_newlines=True leaves CR and CRLF as they are; normalization="NFC"
+    puts the text in that Unicode normal form, across chunk boundaries too.
     """
+    pieces = _decoded_chunks(path, encoding, chunk_bytes, errors, keep_newlines)
+    if not normalization:
+        yield from pieces
+        return
+    held = ""  # the end of the previous piece, which may compose with what follows
+    for piece in pieces:
+        text = held + piece
+        cut = _safe_cut(text)
+        held = text[cut:]
+        if cut:
+            yield unicodedata.normalize(normalization, text[:cut])
+    if held:
+        yield unicodedata.normalize(normalization, held)
+
+
+def _safe_cut(text: str) -> int:
+    """An index where `text` may be split without changing its normal form.
+
+    Nothing composes across a newline, nor onto an ASCII character from before
+    it (ASCII is never the second part of a composition); as a last resort the
+    final 64 characters are held back.
+    """
+    newline = text.rfind("\n")
+    if newline >= 0:
+        return newline + 1
+    for index in range(len(text) - 1, max(-1, len(text) - 4096), -1):
+        if text[index] < "\x80":
+            return index
+    return max(0, len(text) - 64)
+
+
+def _decoded_chunks(path, encoding, chunk_bytes, errors, keep_newlines) -> Iterator[str]:
     if errors not in ("strict", "replace"):
         raise CorpusError(f"unknown error handling {errors!r}; use strict or replace")
     path = Path(path)

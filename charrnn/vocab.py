@@ -8,6 +8,7 @@ points, which keeps it fast for corpora of many megabytes.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,11 +30,25 @@ def smallest_id_dtype(size: int) -> np.dtype:
     raise CharRNNError(f"vocabulary of {size} characters is too large")
 
 
+NORMALIZATIONS = (None, "NFC")
+
+
+def normalize(text: str, form: str | None) -> str:
+    """`text` in Unicode normal form `form` (None: unchanged)."""
+    return unicodedata.normalize(form, text) if form else text
+
+
 @dataclass(frozen=True)
 class Vocabulary:
-    """Sorted, distinct characters; id i is chars[i]."""
+    """Sorted, distinct characters; id i is chars[i].
+
+    `normalization` ("NFC" or None) is applied to every text before it is
+    encoded, so a decomposed and a composed "é" are the same character; it is
+    the form the training text was put in, and travels with the vocabulary.
+    """
 
     chars: tuple[str, ...]
+    normalization: str | None = None
 
     def __post_init__(self):
         if not self.chars:
@@ -42,6 +57,8 @@ class Vocabulary:
             raise CharRNNError("vocabulary entries must be single characters")
         if list(self.chars) != sorted(set(self.chars)):
             raise CharRNNError("vocabulary characters must be distinct and sorted")
+        if self.normalization not in NORMALIZATIONS:
+            raise CharRNNError(f"unknown normalization {self.normalization!r}")
         # Derived lookup tables; object.__setattr__ because the dataclass is frozen.
         points = np.array([ord(c) for c in self.chars], dtype=np.uint32)
         # Dense code point -> id table (-1: not in the vocabulary); at most 1.1M entries.
@@ -53,22 +70,29 @@ class Vocabulary:
 
     # -- construction -------------------------------------------------------
     @classmethod
-    def from_code_points(cls, points: Iterable[int]) -> Vocabulary:
-        return cls(tuple(chr(int(p)) for p in sorted(set(int(p) for p in points))))
+    def from_code_points(cls, points: Iterable[int], normalization: str | None = None):
+        chars = tuple(chr(int(p)) for p in sorted(set(int(p) for p in points)))
+        return cls(chars, normalization)
 
     @classmethod
-    def from_text(cls, text: str) -> Vocabulary:
-        return cls.from_code_points(np.unique(code_points(text)).tolist())
+    def from_text(cls, text: str, normalization: str | None = None) -> Vocabulary:
+        points = np.unique(code_points(normalize(text, normalization))).tolist()
+        return cls.from_code_points(points, normalization)
 
     def to_json(self) -> str:
-        return json.dumps(list(self.chars), ensure_ascii=False)
+        return json.dumps(
+            {"chars": list(self.chars), "normalization": self.normalization}, ensure_ascii=False
+        )
 
     @classmethod
     def from_json(cls, data: str) -> Vocabulary:
-        chars = json.loads(data)
+        value = json.loads(data)
+        if isinstance(value, list):  # the first model files: a bare list, no normalization
+            value = {"chars": value}
+        chars = value.get("chars") if isinstance(value, dict) else None
         if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
-            raise CharRNNError("vocabulary JSON must be a list of characters")
-        return cls(tuple(chars))
+            raise CharRNNError("vocabulary JSON must hold a list of characters")
+        return cls(tuple(chars), value.get("normalization"))
 
     # -- queries ------------------------------------------------------------
     def __len__(self) -> int:
@@ -92,7 +116,7 @@ class Vocabulary:
 
     def unknown_chars(self, text: str) -> list[str]:
         """Distinct characters of `text` missing from the vocabulary, in order of first use."""
-        points = code_points(text)
+        points = code_points(normalize(text, self.normalization))
         missing = points[~self.known_mask(points)]
         return list(dict.fromkeys(chr(p) for p in missing.tolist()))
 
@@ -107,11 +131,11 @@ class Vocabulary:
 
     def encode(self, text: str, dtype=np.int64) -> np.ndarray:
         """Ids of `text`; raises UnknownCharactersError naming missing characters."""
-        return self.encode_points(code_points(text), dtype)
+        return self.encode_points(code_points(normalize(text, self.normalization)), dtype)
 
     def encode_known(self, text: str) -> tuple[np.ndarray, int]:
         """Ids of the characters of `text` the vocabulary has, and how many were dropped."""
-        points = code_points(text)
+        points = code_points(normalize(text, self.normalization))
         mask = self.known_mask(points)
         return self.encode_points(points[mask]), int((~mask).sum())
 

@@ -168,3 +168,31 @@ def test_score_strict_refuses_unknown_characters(runner, tiny_run):
     )
     assert result.stdout == ""
     ok(runner.invoke(cli, ["score", "--model", str(tiny_run[0]), "--strict", "Speak"]))
+
+
+def test_normalization_travels_in_the_model_file(runner, tmp_path):
+    (tmp_path / "fr.txt").write_text("Le caf\u00e9 est cr\u00e8me.\n" * 200, encoding="utf-8")
+    ok(runner.invoke(cli, ["train", str(tmp_path / "fr.txt"), "-q", *TINY_TRAIN]))
+    scores = []
+    for text in ("caf\u00e9", "cafe\u0301"):  # composed, decomposed
+        result = ok(runner.invoke(cli, ["score", "--model", "runs/fr", "--json", text]))
+        scores.append(json.loads(result.stdout.splitlines()[0]))
+    assert scores[0] == {**scores[1], "text": scores[0]["text"]}
+    assert scores[1]["unknown_chars"] == 0
+    sampled = ok(
+        runner.invoke(
+            cli,
+            [
+                "sample",
+                "--model",
+                "runs/fr",
+                "--prime",
+                "cafe\u0301",
+                "--length",
+                "5",
+                "--seed",
+                "1",
+            ],
+        )
+    )
+    assert sampled.stdout.startswith("cafe\u0301")

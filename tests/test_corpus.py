@@ -100,3 +100,22 @@ def test_a_few_control_characters_are_counted(tmp_path):
     (tmp_path / "c.txt").write_text("plain text line\n" * 500 + "\x1b[0m colour\n")
     prepared = preprocess(tmp_path / "c.txt", tmp_path / "out")
     assert prepared.meta["control_chars"] == 1
+
+
+@pytest.mark.parametrize("line_end", ["\n", ""])
+def test_nfc_across_chunk_boundaries(tmp_path, line_end):
+    import unicodedata
+
+    from charrnn.textfile import iter_text_chunks
+
+    text = ("Cafe\u0301 cre\u0300me, \u1100\u1161\u11a8 " + line_end) * 300
+    path = tmp_path / "nfd.txt"
+    path.write_text(text, encoding="utf-8")
+    for chunk_bytes in (5, 7, 64, 1 << 20):
+        got = "".join(iter_text_chunks(path, chunk_bytes=chunk_bytes, normalization="NFC"))
+        assert got == unicodedata.normalize("NFC", text), chunk_bytes
+    prepared = preprocess(path, tmp_path / "out")
+    assert "\u00e9" in prepared.vocab and "\u0301" not in prepared.vocab
+    assert prepared.vocab.normalization == "NFC"
+    kept = preprocess(path, tmp_path / "raw", DataConfig(normalize=False))
+    assert "\u0301" in kept.vocab and kept.vocab.normalization is None

@@ -50,3 +50,14 @@ def test_smallest_dtype():
     assert smallest_id_dtype(256) == np.uint8
     assert smallest_id_dtype(257) == np.uint16
     assert smallest_id_dtype(70000) == np.uint32
+
+
+def test_nfc_makes_decomposed_and_composed_the_same_character():
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    vocab = Vocabulary.from_text(composed + decomposed, normalization="NFC")
+    assert vocab.encode(decomposed).tolist() == vocab.encode(composed).tolist()
+    assert vocab.unknown_chars(decomposed) == []
+    raw = Vocabulary.from_text(composed + decomposed)
+    assert len(raw.encode(decomposed)) == 5 and "\u0301" in raw
+    assert Vocabulary.from_json(vocab.to_json()).normalization == "NFC"
+    assert Vocabulary.from_json('["a", "b"]') == Vocabulary(("a", "b"))  # first file format
