@@ -96,19 +96,38 @@ def test_score_reports_unknown_characters(runner, tiny_run):
     assert "'€'" in result.stderr
 
 
-def test_chinese_corpus_end_to_end(runner, tmp_path):
-    poem = "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n" * 30
-    (tmp_path / "tang.txt").write_text(poem, encoding="utf-8")
-    ok(runner.invoke(cli, ["train", str(tmp_path / "tang.txt"), "-q", *TINY_TRAIN]))
+CORPORA = {
+    "tang": ("床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n", "明月", "举头望明月"),
+    "german": ("Über Größe und Mäßigung: Fräulein Müller aß süße Äpfel.\n", "Über", "süße Äpfel"),
+    "code": ("def f(x):\n    return {'a': [x, x ** 2]}  # dict\n\n", "def ", "return x"),
+}
+
+
+@pytest.mark.parametrize("name", CORPORA)
+def test_corpora_in_any_script_end_to_end(runner, tmp_path, name):
+    text, prime, scored_text = CORPORA[name]
+    (tmp_path / f"{name}.txt").write_text(text * 40, encoding="utf-8")
+    ok(runner.invoke(cli, ["preprocess", str(tmp_path / f"{name}.txt")]))
+    ok(runner.invoke(cli, ["train", str(tmp_path / f"{name}.txt"), "-q", *TINY_TRAIN]))
     sampled = ok(
         runner.invoke(
             cli,
-            ["sample", "--model", "runs/tang", "--prime", "明月", "--length", "20", "--seed", "1"],
+            [
+                "sample",
+                "--model",
+                f"runs/{name}",
+                "--prime",
+                prime,
+                "--length",
+                "20",
+                "--seed",
+                "1",
+            ],
         )
     )
-    assert sampled.stdout.startswith("明月")
-    scored = ok(runner.invoke(cli, ["score", "--model", "runs/tang", "--json", "举头望明月"]))
-    assert json.loads(scored.stdout.splitlines()[0])["chars"] == 5
+    assert sampled.stdout.startswith(prime)
+    scored = ok(runner.invoke(cli, ["score", "--model", f"runs/{name}", "--json", scored_text]))
+    assert json.loads(scored.stdout.splitlines()[0])["chars"] == len(scored_text)
 
 
 @pytest.mark.parametrize(
