@@ -101,6 +101,33 @@ def _data_config(options: dict) -> DataConfig:
     return DataConfig(**{name: options[name] for name in DATA_OPTION_NAMES})
 
 
+class ByteProgress:
+    """A tqdm bar in bytes for preprocessing (both passes over the sources)."""
+
+    def __init__(self, sources):
+        from tqdm import tqdm
+
+        total = 2 * sum(Path(p).stat().st_size for p in sources if p and Path(p).is_file())
+        self.bar = tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc="preprocess",
+            file=sys.stderr,
+            disable=None,
+            leave=False,
+        )
+
+    def __call__(self, count: int) -> None:
+        self.bar.update(count)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
 def _warn_about_corpus(prepared) -> None:
     controls = prepared.meta.get("control_chars", 0)
     if controls:
@@ -137,7 +164,8 @@ def preprocess(corpus, out, **options):
     from .corpus import preprocess as run_preprocess
 
     out = Path(out) if out else default_prepared_dir(corpus)
-    prepared = run_preprocess(corpus, out, _data_config(options))
+    with ByteProgress([corpus, options["val_file"]]) as progress:
+        prepared = run_preprocess(corpus, out, _data_config(options), progress)
     _warn_about_corpus(prepared)
     click.echo(
         f"{out}: {prepared.meta['chars']} characters ({len(prepared.train)} train, "
@@ -431,7 +459,8 @@ def _start_run(corpus, out, force, options, reporter):
         checkpoint_every=options["checkpoint_every"],
         keep=options["keep"],
     )
-    prepared = prepare(corpus, run_dir / "data", data_config)
+    with ByteProgress([corpus, data_config.val_file]) as progress:
+        prepared = prepare(corpus, run_dir / "data", data_config, progress)
     _warn_about_corpus(prepared)
     model_config = ModelConfig(
         vocab_size=len(prepared.vocab),
@@ -550,11 +579,27 @@ def _load(model_path):
 @click.option(
     "--separator", default="\n\n", show_default=repr("\n\n"), help="Printed between samples."
 )
+@click.option(
+    "--skip-unknown",
+    is_flag=True,
+    help="Drop prime characters the model has never seen, with a warning (default: error).",
+)
 def sample(
-    model_path, prime, length, temperature, top_k, top_p, stop, seed, num_samples, separator
+    model_path,
+    prime,
+    length,
+    temperature,
+    top_k,
+    top_p,
+    stop,
+    seed,
+    num_samples,
+    separator,
+    skip_unknown,
 ):
     """Generate text from a model; it streams to stdout as it is produced."""
     from .sample import generate
+    from .vocab import normalize
 
     if temperature < 0:
         raise click.BadParameter("must be >= 0", param_hint="--temperature")
@@ -563,6 +608,15 @@ def sample(
         seed = secrets.randbelow(2**31)
         _stderr(f"seed: {seed}")
     prime = prime.replace("\\n", "\n")
+    unknown = loaded.vocab.unknown_chars(prime)
+    if unknown and skip_unknown:
+        _stderr(
+            f"warning: dropped prime character(s) the model has never seen: "
+            f"{', '.join(repr(c) for c in unknown[:10])}"
+        )
+        prime = "".join(
+            c for c in normalize(prime, loaded.vocab.normalization) if c in loaded.vocab
+        )
     steps = generate(
         loaded.model,
         loaded.vocab,

@@ -47,11 +47,11 @@ BINARY_CONTROL_SHARE = 0.01
 BINARY_REPLACEMENT_SHARE = 0.25
 
 
-def _scan(path: str | Path, config: DataConfig) -> tuple[set[int], int, int]:
+def _scan(path: str | Path, config: DataConfig, on_bytes=None) -> tuple[set[int], int, int]:
     """Pass 1: the distinct code points, the character count, the control characters."""
     seen = np.zeros(0x110000, dtype=bool)
     count = controls = 0
-    for chunk in iter_text_chunks(path, **config.read_options()):
+    for chunk in iter_text_chunks(path, **config.read_options(), on_bytes=on_bytes):
         cps = code_points(chunk)
         seen[cps] = True
         low = cps[(cps < 32) | (cps == 127)]  # few: the test below runs on them only
@@ -72,13 +72,13 @@ def _scan(path: str | Path, config: DataConfig) -> tuple[set[int], int, int]:
     return set(np.flatnonzero(seen).tolist()), count, controls
 
 
-def _write_ids(path, config, vocab, out, dtype, start: int, split_target: int | None):
+def _write_ids(path, config, vocab, out, dtype, start, split_target, on_bytes=None):
     """Pass 2: append the ids of `path` to the open file `out`; the text's first
     character has index `start`. Return (end, index after the last newline before
     split_target)."""
     pos = start
     cut = None
-    for chunk in iter_text_chunks(path, **config.read_options()):
+    for chunk in iter_text_chunks(path, **config.read_options(), on_bytes=on_bytes):
         cps = code_points(chunk)
         # Plain writes, not a memory map: written pages must not stay resident.
         out.write(vocab.encode_points(cps, dtype).tobytes())
@@ -96,8 +96,13 @@ def default_prepared_dir(corpus: str | Path) -> Path:
     return corpus.with_name(corpus.name + ".charrnn")
 
 
-def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | None = None):
-    """Encode `corpus` (and config.val_file) into `out_dir`; return the PreparedCorpus."""
+def preprocess(
+    corpus: str | Path, out_dir: str | Path, config: DataConfig | None = None, on_bytes=None
+):
+    """Encode `corpus` (and config.val_file) into `out_dir`; return the PreparedCorpus.
+
+    The sources are read twice (vocabulary, then ids); on_bytes(n) reports progress.
+    """
     config = config or DataConfig()
     if not 0.0 < config.val_fraction < 1.0:
         raise CorpusError("the validation fraction must be between 0 and 1")
@@ -106,7 +111,7 @@ def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | Non
     counts = []
     controls = 0
     for source in sources:
-        source_points, count, source_controls = _scan(source, config)
+        source_points, count, source_controls = _scan(source, config, on_bytes)
         controls += source_controls
         if count == 0 or not "".join(map(chr, source_points)).strip():
             raise CorpusError(f"{source}: has no text (it is empty or only whitespace)")
@@ -129,11 +134,11 @@ def preprocess(corpus: str | Path, out_dir: str | Path, config: DataConfig | Non
         }
         np.lib.format.write_array_header_1_0(ids, header)
         if config.val_file:
-            split, _ = _write_ids(corpus, config, vocab, ids, dtype, 0, None)
-            _write_ids(config.val_file, config, vocab, ids, dtype, split, None)
+            split, _ = _write_ids(corpus, config, vocab, ids, dtype, 0, None, on_bytes)
+            _write_ids(config.val_file, config, vocab, ids, dtype, split, None, on_bytes)
         else:
             target = int(total * (1.0 - config.val_fraction))
-            _, cut = _write_ids(corpus, config, vocab, ids, dtype, 0, target)
+            _, cut = _write_ids(corpus, config, vocab, ids, dtype, 0, target, on_bytes)
             split = cut if cut else target  # no newline before the target: cut mid-line
     meta = {
         "format": "charrnn-corpus",
@@ -187,7 +192,9 @@ def is_fresh(directory: str | Path, corpus: str | Path, config: DataConfig) -> b
         return False
 
 
-def prepare(corpus: str | Path, work_dir: str | Path, config: DataConfig | None = None):
+def prepare(
+    corpus: str | Path, work_dir: str | Path, config: DataConfig | None = None, on_bytes=None
+):
     """A prepared corpus for training: reuse a fresh one, else encode into `work_dir`.
 
     `corpus` may itself be a prepared directory. Otherwise the preprocess
@@ -202,4 +209,4 @@ def prepare(corpus: str | Path, work_dir: str | Path, config: DataConfig | None 
     for candidate in (default_prepared_dir(corpus), Path(work_dir)):
         if is_fresh(candidate, corpus, config):
             return load_prepared(candidate)
-    return preprocess(corpus, work_dir, config)
+    return preprocess(corpus, work_dir, config, on_bytes)

@@ -24,14 +24,16 @@ def iter_text_chunks(
     errors: str = "strict",
     keep_newlines: bool = False,
     normalization: str | None = None,
+    on_bytes=None,
 ) -> Iterator[str]:
     """Yield the decoded text of `path` in pieces, newlines normalised to LF.
 
     errors="replace" turns undecodable bytes into U+FFFD instead of stopping;
     keep_newlines=True leaves CR and CRLF as they are; normalization="NFC"
     puts the text in that Unicode normal form, across chunk boundaries too.
+    on_bytes(n), if given, is called with the number of bytes read, chunk by chunk.
     """
-    pieces = _decoded_chunks(path, encoding, chunk_bytes, errors, keep_newlines)
+    pieces = _decoded_chunks(path, encoding, chunk_bytes, errors, keep_newlines, on_bytes)
     if not normalization:
         yield from pieces
         return
@@ -62,7 +64,9 @@ def _safe_cut(text: str) -> int:
     return max(0, len(text) - 64)
 
 
-def _decoded_chunks(path, encoding, chunk_bytes, errors, keep_newlines) -> Iterator[str]:
+def _decoded_chunks(
+    path, encoding, chunk_bytes, errors, keep_newlines, on_bytes=None
+) -> Iterator[str]:
     if errors not in ("strict", "replace"):
         raise CorpusError(f"unknown error handling {errors!r}; use strict or replace")
     path = Path(path)
@@ -93,6 +97,8 @@ def _decoded_chunks(path, encoding, chunk_bytes, errors, keep_newlines) -> Itera
                     f"{path}: not valid {encoding} text at byte {offset + exc.start}"
                 ) from None
             offset += len(raw)
+            if on_bytes is not None and raw:
+                on_bytes(len(raw))
             if keep_newlines:
                 if text:
                     yield text

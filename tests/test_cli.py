@@ -215,3 +215,24 @@ def test_normalization_travels_in_the_model_file(runner, tmp_path):
         )
     )
     assert sampled.stdout.startswith("cafe\u0301")
+
+
+def test_skip_unknown_prime_characters_with_a_warning(runner, tiny_run):
+    result = ok(
+        runner.invoke(
+            cli,
+            [
+                "sample",
+                "--model",
+                str(tiny_run[0]),
+                "--prime",
+                "Sp€ak",
+                "--skip-unknown",
+                "--length",
+                "3",
+                "--seed",
+                "1",
+            ],
+        )
+    )
+    assert "'€'" in result.stderr and result.stdout.startswith("Spak")
