@@ -19,6 +19,11 @@ TINY_TRAIN = [
 ]
 
 
+def tiny_train_args(corpus, run, *extra: str) -> list[str]:
+    """`charrnn train CORPUS --out RUN -q` with the tiny model; later options win."""
+    return ["train", str(corpus), "--out", str(run), "-q", *TINY_TRAIN, *extra]
+
+
 class FaultCollector(Reporter):
     """A training reporter that keeps the fault and warning messages."""
 

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import TINY_TRAIN, FaultCollector, WritesMarker
+from helpers import FaultCollector, WritesMarker, tiny_train_args
 
 from charrnn import checkpoint
 from charrnn.cli import cli
@@ -159,18 +159,7 @@ def test_persistent_faults_roll_back_then_stop_clearly(tmp_path, prepared, monke
 
 def test_full_disk_keeps_the_previous_state(tmp_path, tiny_corpus_file, monkeypatch):
     run = tmp_path / "run"
-    args = [
-        "train",
-        str(tiny_corpus_file),
-        "--out",
-        str(run),
-        "-q",
-        *TINY_TRAIN,
-        "--max-steps",
-        "6",
-        "--checkpoint-every",
-        "0",
-    ]
+    args = tiny_train_args(tiny_corpus_file, run, "--max-steps", "6", "--checkpoint-every", "0")
     runner = CliRunner()
     assert runner.invoke(cli, args).exit_code == 0
     before = {p: p.read_bytes() for p in checkpoint.list_states(run)}
@@ -189,16 +178,7 @@ def test_full_disk_keeps_the_previous_state(tmp_path, tiny_corpus_file, monkeypa
 
 def test_existing_run_is_never_silently_overwritten(tmp_path, tiny_corpus_file):
     run = tmp_path / "run"
-    args = [
-        "train",
-        str(tiny_corpus_file),
-        "--out",
-        str(run),
-        "-q",
-        *TINY_TRAIN,
-        "--max-steps",
-        "4",
-    ]
+    args = tiny_train_args(tiny_corpus_file, run, "--max-steps", "4")
     runner = CliRunner()
     assert runner.invoke(cli, args).exit_code == 0
     again = runner.invoke(cli, args)
@@ -228,16 +208,9 @@ def test_signals_stop_with_a_loadable_state(tmp_path, tiny_corpus_file, signum, 
         sys.executable,
         "-m",
         "charrnn.cli",
-        "train",
-        str(tiny_corpus_file),
-        "--out",
-        str(run),
-        "-q",
-        *TINY_TRAIN,
-        "--max-steps",
-        "1000000",
-        "--checkpoint-every",
-        "0.2",
+        *tiny_train_args(
+            tiny_corpus_file, run, "--max-steps", "1000000", "--checkpoint-every", "0.2"
+        ),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
