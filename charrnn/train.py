@@ -149,7 +149,7 @@ class BatchStreams:
 
 
 class Trainer:
-    """One training run in a run directory: fresh (`Trainer.start`) or resumed (`.resume`)."""
+    """One training run in a run directory: fresh (`Trainer(...)`) or resumed (`Trainer.resume`)."""
 
     def __init__(
         self,
@@ -186,7 +186,8 @@ class Trainer:
         }
 
     # -- states ---------------------------------------------------------------
-    def state_meta(self) -> tuple[dict, dict]:
+    def state_parts(self) -> tuple[dict, dict]:
+        """(JSON metadata, named tensors) of the complete training state."""
         rng_meta, rng_tensors = checkpoint.capture_rng()
         groups, optim_tensors = checkpoint.optimizer_to_tensors(self.optimizer)
         self.loop.position, self.loop.epoch = self.streams.position, self.streams.epoch
@@ -211,7 +212,7 @@ class Trainer:
         """Write the complete training state, flush the step log, prune old states."""
         self._step_log.flush()
         path = checkpoint.state_path(self.run_dir, self.loop.step)
-        checkpoint.save_state(path, *self.state_meta())
+        checkpoint.save_state(path, *self.state_parts())
         checkpoint.prune_states(self.run_dir, self.config.keep)
         self._last_save = time.perf_counter()
         return path
