@@ -692,7 +692,7 @@ def score(texts, model_path, lines_file, doc_file, exact, strict, as_json):
     if lines_file is None and doc_file is None and not texts:
         if sys.stdin.isatty():
             raise click.UsageError("give TEXTS, --lines FILE, --file FILE, or pipe text in")
-        lines_file = click.get_text_stream("stdin")
+        lines_file = sys.stdin
     if lines_file is not None:
         items += [("line", line.rstrip("\r\n")) for line in lines_file]
     loaded = _load(model_path)
