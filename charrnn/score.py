@@ -168,14 +168,13 @@ def score_texts(
     """Score many independent texts, each from a fresh state, batched by length."""
     encoded = [vocab.encode_known(text) for text in texts]
     results = [TextScore(0, 0.0, unknown) for _, unknown in encoded]
-    # Sort by length so that each batch pads little.
-    order = sorted(range(len(texts)), key=lambda i: len(encoded[i][0]))
-    order = [i for i in order if len(_with_start(encoded[i][0], vocab)[1]) > 0]
+    pairs = {i: _with_start(ids, vocab) for i, (ids, _) in enumerate(encoded)}  # (inputs, targets)
+    # Texts with something to score, sorted by length so that each batch pads little.
+    order = sorted((i for i in pairs if len(pairs[i][1])), key=lambda i: len(pairs[i][1]))
     for b in range(0, len(order), batch_size):
         batch = order[b : b + batch_size]
-        pieces = [(*_with_start(encoded[i][0], vocab), 0) for i in batch]
-        nats = score_rows(model, *_rows(pieces))
-        for i, piece, value in zip(batch, pieces, nats.tolist()):
-            results[i].chars = len(piece[1])
+        nats = score_rows(model, *_rows([(*pairs[i], 0) for i in batch]))
+        for i, value in zip(batch, nats.tolist()):
+            results[i].chars = len(pairs[i][1])
             results[i].nats = value
     return results
