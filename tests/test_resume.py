@@ -52,20 +52,25 @@ def final_weights(run_dir):
     return checkpoint.latest_state(run_dir).group("model")
 
 
+def stop_after(prepared, model_config, config, run_dir, steps):
+    """Train into `run_dir` and stop on request after `steps` steps (state saved)."""
+    with pytest.raises(TrainingInterrupted) as info:
+        train(
+            prepared,
+            model_config,
+            config,
+            run_dir,
+            should_stop=iter([False] * steps + [True]).__next__,
+        )
+    assert info.value.step == steps
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_stop_and_resume_is_bit_identical(tmp_path, prepared, cell):
     model_config, config = configs(prepared, cell)
     train(prepared, model_config, config, tmp_path / "whole")
 
-    stop_at = {"n": 0}
-
-    def stop_after_9():
-        stop_at["n"] += 1
-        return stop_at["n"] > 9
-
-    with pytest.raises(TrainingInterrupted) as info:
-        train(prepared, model_config, config, tmp_path / "split", should_stop=stop_after_9)
-    assert info.value.step == 9
+    stop_after(prepared, model_config, config, tmp_path / "split", 9)
     # A fresh process would start here: nothing is shared but the run directory.
     torch.manual_seed(12345)
     result = Trainer.resume(tmp_path / "split").run()
@@ -93,14 +98,7 @@ def test_stop_and_resume_is_bit_identical(tmp_path, prepared, cell):
 def test_resume_after_a_kill_drops_log_lines_past_the_state(tmp_path, prepared):
     model_config, config = configs(prepared, "lstm")
     train(prepared, model_config, config, tmp_path / "whole")
-    with pytest.raises(TrainingInterrupted):
-        train(
-            prepared,
-            model_config,
-            config,
-            tmp_path / "run",
-            should_stop=iter([False] * 12 + [True]).__next__,
-        )
+    stop_after(prepared, model_config, config, tmp_path / "run", 12)
     # A kill after step 12's state: later log lines, a half-written line, a stale temp file.
     log = tmp_path / "run" / STEP_LOG
     log.write_text(log.read_text() + '{"step": 13, "loss": 9.9, "lr": 0.1}\n{"step": 14, "lo')
@@ -245,14 +243,7 @@ def test_a_pickle_handed_to_sample_or_score_is_never_run(tmp_path, command):
 
 def test_a_damaged_newest_state_is_passed_over_with_a_warning(tmp_path, prepared):
     model_config, config = configs(prepared, "lstm")
-    with pytest.raises(TrainingInterrupted):
-        train(
-            prepared,
-            model_config,
-            config,
-            tmp_path / "run",
-            should_stop=iter([False] * 5 + [True]).__next__,
-        )
+    stop_after(prepared, model_config, config, tmp_path / "run", 5)
     newest = checkpoint.state_path(tmp_path / "run", 99)
     newest.write_bytes(checkpoint.list_states(tmp_path / "run")[0].read_bytes()[:100])
     warnings = FaultCollector()
