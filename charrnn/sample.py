@@ -1,18 +1,21 @@
 """Sampling: generate text one character at a time, O(1) work per character.
 
-The prime is run once through the fused model; after that a `StepDecoder`
-advances the state with the textbook cell equations (charrnn.cells), using a
-table of the first layer's input projections precomputed per character.
+The prime is run once through the fused model; after that the numpy
+`decoder.Decoder` advances the state one character per step. `StepDecoder`
+here is the same step written with the textbook cell equations in torch
+(charrnn.cells): the readable reference, and what analysis tools step with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .cells import gru_step, lstm_step, rnn_step
+from .decoder import Chooser, Decoder
 from .errors import CharRNNError, UnknownCharactersError
 from .model import CharRNN, State
 from .score import start_id
@@ -79,35 +82,6 @@ class StepDecoder:
         return torch.addmm(self.head_b, x, self.head_w)  # (B, V)
 
 
-def choose_next(
-    logits: Tensor,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Pick the next id per row of logits (B, V): argmax at temperature 0, else sample.
-
-    top_k keeps the k most likely characters; top_p keeps the smallest set whose
-    probability reaches p (nucleus sampling). Both filters may be combined.
-    """
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits / temperature
-    if 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        # Drop a character when the ones before it already reach top_p.
-        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
-        drop = torch.empty_like(drop_sorted).scatter_(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
 def generate(
     model: CharRNN,
     vocab: Vocabulary,
@@ -136,28 +110,22 @@ def generate(
     unknown = vocab.unknown_chars(prime)
     if unknown:
         raise UnknownCharactersError(unknown, where="prime")
-    generator = torch.Generator().manual_seed(seed)
-    choose = lambda logits: choose_next(logits, temperature, top_k, top_p, generator)
     begin = start_id(vocab)
     context = ([begin] if begin is not None else []) + vocab.encode(prime).tolist()
     if not context:  # no prime and no newline in the vocabulary: start anywhere
-        context = [int(torch.randint(len(vocab), (1,), generator=generator))]
+        context = [int(np.random.default_rng(seed).integers(len(vocab)))]
     model.eval()
     with torch.no_grad():
         logits, state = model(torch.tensor([context]))  # feed the prime once
-    logits = logits[:, -1].expand(num_samples, -1)  # (S, V)
-    state = (
-        tuple(s.repeat(1, num_samples, 1) for s in state)
-        if isinstance(state, tuple)
-        else state.repeat(1, num_samples, 1)
-    )
-    return _decode(StepDecoder(model), vocab, logits, state, length, stop, choose)
+    decoder = Decoder(model)
+    logits = np.repeat(logits[:, -1].numpy(), num_samples, axis=0)  # (S, V)
+    layers = decoder.state_from_torch(state, copies=num_samples)
+    choose = Chooser(temperature, top_k, top_p, seed)
+    return _decode(decoder, vocab, logits, layers, length, stop, choose)
 
 
-@torch.no_grad()
-def _decode(decoder, vocab, logits, state, length, stop, choose) -> Iterator[list[str]]:
+def _decode(decoder, vocab, logits, layers, length, stop, choose) -> Iterator[list[str]]:
     num_samples = logits.shape[0]
-    layers = decoder.unstack(state)
     done = [False] * num_samples
     tails = [""] * num_samples
     for _ in range(length):
@@ -175,7 +143,7 @@ def _decode(decoder, vocab, logits, state, length, stop, choose) -> Iterator[lis
         yield chars
         if all(done):
             return
-        logits = decoder.step_layers(ids, layers)
+        logits = decoder.step(ids, layers)
 
 
 def sample_text(model: CharRNN, vocab: Vocabulary, prime: str = "", **options) -> list[str]:

@@ -1,8 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
+from charrnn.decoder import Chooser
 from charrnn.errors import CharRNNError, UnknownCharactersError
-from charrnn.sample import choose_next, generate, sample_text
+from charrnn.sample import generate, sample_text
 
 
 def test_same_seed_same_sample(tiny_model):
@@ -31,12 +33,28 @@ def test_top_k_one_and_tiny_top_p_are_greedy(tiny_model):
     assert sample_text(model, vocab, "Sp", length=40, top_p=1e-6, seed=2) == greedy
 
 
-def test_top_p_keeps_smallest_set_reaching_p():
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    seen = {
-        int(choose_next(logits, 1.0, 0, 0.7, torch.Generator().manual_seed(s))) for s in range(200)
-    }
-    assert seen == {0, 1}
+def draws(logits, n=20_000, **options) -> np.ndarray:
+    """How often each id is chosen from the same logits (1, V), n times."""
+    choose = Chooser(seed=0, **options)
+    ids = [int(choose(logits)[0]) for _ in range(n)]
+    return np.bincount(ids, minlength=logits.shape[-1]) / n
+
+
+def test_gumbel_max_samples_softmax_of_logits_over_temperature():
+    probs = np.array([[0.5, 0.3, 0.15, 0.05]])
+    logits = np.log(probs).astype(np.float32)
+    # 20,000 draws: a frequency's standard error is at most 0.0036; allow ~4 of them.
+    np.testing.assert_allclose(draws(logits), probs[0], atol=0.015)
+    sharper = probs[0] ** 2 / (probs[0] ** 2).sum()  # temperature 0.5 squares the odds
+    np.testing.assert_allclose(draws(logits, temperature=0.5), sharper, atol=0.015)
+
+
+def test_top_k_and_top_p_keep_the_right_characters():
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]])).astype(np.float32)
+    assert set(np.flatnonzero(draws(logits, 2000, top_p=0.7))) == {0, 1}
+    assert set(np.flatnonzero(draws(logits, 2000, top_p=0.85))) == {0, 1, 2}
+    kept = draws(logits, 20_000, top_k=2)
+    np.testing.assert_allclose(kept, [0.5 / 0.8, 0.3 / 0.8, 0, 0], atol=0.015)
 
 
 def test_stop_string_and_num_samples(tiny_model):
