@@ -29,7 +29,8 @@ from .model import CharRNN, detach_state
 from .modelfile import EXTENSION, save_model
 from .score import score_ids
 
-AUTO_EVAL_SHARE = 0.05  # most of the budget one automatic validation may take
+AUTO_EVAL_SHARE = 0.05  # share of the budget automatic validations should take together
+AUTO_EVALS_MAX = 50  # automatic validations per run, at most
 FAULTS_BEFORE_ROLLBACK = 3  # consecutive non-finite steps before going back to a good state
 MAX_ROLLBACKS = 4  # rollbacks (each halving the learning rate) before giving up
 METRICS_LOG = "metrics.jsonl"  # one line per validation
@@ -53,7 +54,8 @@ class LoopState:
     elapsed: float = 0.0  # seconds of training so far, across resumes
     eval_seconds: float = 0.0
     last_eval_seconds: float = 0.0
-    evals_done: int = 0  # automatic validations done (at 1/4, 2/4, 3/4)
+    evals_done: int = 0  # automatic validation points passed
+    next_eval: float = 0.0  # budget progress at which automatic validation is next considered
     best_nats: float | None = None
     position: int = 0  # in each batch stream
     epoch: int = 0
@@ -385,8 +387,8 @@ class Trainer:
                 path.unlink()
 
     def _eval_due(self) -> bool:
-        """Validate every eval_every steps, or automatically at 1/4, 2/4 and 3/4 of the
-        budget unless one validation would take more than AUTO_EVAL_SHARE of it.
+        """Validate every eval_every steps, or automatically at evenly spaced points of
+        the budget (see auto_eval_intervals).
 
         The cost is the last validation's time, or before the first, an estimate
         from training throughput (a forward pass is about a third of a step).
@@ -394,16 +396,20 @@ class Trainer:
         config, loop = self.config, self.loop
         if config.eval_every > 0:
             return loop.step % config.eval_every == 0
-        if loop.evals_done >= 3:
-            return False
         progress = config.progress(loop.elapsed, loop.step)
-        if progress < (loop.evals_done + 1) / 4:
+        if progress < loop.next_eval or loop.next_eval >= 1.0:
             return False
-        loop.evals_done += 1
         budget = config.max_time if config.max_time > 0 else loop.elapsed / max(progress, 1e-9)
         speed = loop.chars_seen / max(loop.elapsed - loop.eval_seconds, 1e-9)
         cost = loop.last_eval_seconds or len(self.corpus.val) / max(3 * speed, 1.0)
-        return cost <= AUTO_EVAL_SHARE * budget
+        intervals = auto_eval_intervals(budget, cost)
+        # Marks j / intervals; the small epsilon keeps 2/100 * 50 from flooring to 0.
+        mark = math.floor(progress * max(intervals, 4) + 1e-9)
+        loop.next_eval = (mark + 1) / max(intervals, 4)
+        if mark == 0:  # the first check only sets the first mark
+            return False
+        loop.evals_done += 1
+        return intervals > 0
 
     def _evaluate(self) -> None:
         loop = self.loop
@@ -443,6 +449,21 @@ class Trainer:
         with (self.run_dir / METRICS_LOG).open("a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
         self.reporter.on_eval(record)
+
+
+def auto_eval_intervals(budget_seconds: float, eval_seconds: float) -> int:
+    """Into how many intervals automatic validations split the budget: as many as
+    fit in AUTO_EVAL_SHARE of it, at least 4 (validating at 1/4, 2/4, 3/4, each
+    when one validation fits in that share) and at most AUTO_EVALS_MAX; 0 when
+    not even one fits (then only the end of the run is validated).
+
+    A small validation text is thus checked often, so the best model of a run
+    that overfits early (a small corpus) is caught.
+    """
+    fits = AUTO_EVAL_SHARE * budget_seconds / max(eval_seconds, 1e-9)
+    if fits < 1.0:
+        return 0
+    return min(AUTO_EVALS_MAX, max(4, int(fits)))
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+import charrnn.train
 from charrnn.cells import gru_step, lstm_step, rnn_step
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.corpus import preprocess
@@ -13,7 +14,7 @@ from charrnn.decoder import Decoder
 from charrnn.model import CharRNN, select_state
 from charrnn.modelfile import load_model
 from charrnn.sample import StepDecoder
-from charrnn.train import train
+from charrnn.train import AUTO_EVALS_MAX, auto_eval_intervals, train
 
 CELLS = ["rnn", "lstm", "gru"]
 
@@ -124,6 +125,34 @@ def test_overfits_a_short_string(tmp_path, cell):
     )
     # A memorised text of 44-character lines costs well under 0.2 nats per character.
     assert result.best_val_nats < 0.2
+
+
+def test_validations_per_budget_follow_their_cost():
+    assert auto_eval_intervals(90, 10) == 0  # one would take 11% of the budget: none
+    assert auto_eval_intervals(90, 4) == 4  # one fits in 5%: at 1/4, 2/4, 3/4
+    assert auto_eval_intervals(300, 1) == 15  # 15 fit in 5% of 300 s
+    assert auto_eval_intervals(90, 0.01) == AUTO_EVALS_MAX
+
+
+def test_cheap_validation_runs_often_and_the_best_model_is_kept(
+    tmp_path, tiny_corpus_file, monkeypatch
+):
+    """When validation is cheap, AUTO_EVALS_MAX validations at evenly spaced steps,
+    so a small corpus that overfits early still has its best model caught."""
+    monkeypatch.setattr(charrnn.train, "AUTO_EVAL_SHARE", 1e6)  # cheap whatever the machine
+    prepared = preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
+    config = ModelConfig(vocab_size=len(prepared.vocab), hidden=16, embedding=4)
+    result = train(
+        prepared,
+        config,
+        TrainConfig(max_time=0, max_steps=100, batch_size=4, seq_len=16),
+        tmp_path / "run",
+    )
+    steps = [record["step"] for record in result.history]
+    assert steps == list(range(2, 100, 2)) + [100]  # every 1/50 of the budget, and the end
+    assert result.best_val_nats == min(record["val_loss"] for record in result.history)
+    best = load_model(tmp_path / "run" / "best.safetensors")
+    assert best.info["val_nats"] == result.best_val_nats
 
 
 def test_same_seed_same_weights(tmp_path, tiny_corpus_file):
