@@ -97,8 +97,10 @@ def score_rows(model: CharRNN, inputs: Tensor, targets: Tensor, counted: Tensor)
     zero state; the state is carried across time chunks.
     """
     model.eval()
+    device = model.head.weight.device  # the CPU, or the GPU a training run validates on
+    inputs, targets, counted = inputs.to(device), targets.to(device), counted.to(device)
     state = None
-    nats = torch.zeros(inputs.shape[0], dtype=torch.float64)
+    nats = torch.zeros(inputs.shape[0], dtype=torch.float64, device=device)
     chunk = max(16, min(1024, LOGIT_BUDGET // (inputs.shape[0] * model.config.vocab_size)))
     for t in range(0, inputs.shape[1], chunk):
         logits, state = model(inputs[:, t : t + chunk], state)  # (R, T, V)
@@ -107,7 +109,7 @@ def score_rows(model: CharRNN, inputs: Tensor, targets: Tensor, counted: Tensor)
             logits.double().transpose(1, 2), targets[:, t : t + chunk], reduction="none"
         )  # (R, T)
         nats += (losses * counted[:, t : t + chunk]).sum(dim=1)
-    return nats
+    return nats.cpu()
 
 
 def _rows(pieces: list[tuple[np.ndarray, np.ndarray, int]]):
@@ -130,12 +132,15 @@ def score_ids(
     exact: bool = False,
     streams: int = DOC_STREAMS,
     overlap: int = DOC_OVERLAP,
+    part: tuple[int, int] = (0, 1),
 ) -> TextScore:
     """Score one document given as ids, the state carried from first to last character.
 
     Unless `exact`, a long document is cut into `streams` segments scored side
     by side; each segment after the first first reads `overlap` characters of
     the text before it without counting them, to warm up its state.
+    `part=(k, n)` scores only segments k, k+n, k+2n, ... (process k of n in a
+    distributed run); the n parts' sums add up to the whole document's score.
     """
     inputs, targets = _with_start(np.asarray(ids), vocab)
     n = len(targets)
@@ -150,8 +155,12 @@ def score_ids(
             warm = min(overlap, begin)
             end = min(begin + seg, n)
             pieces.append((inputs[begin - warm : end], targets[begin - warm : end], warm))
+    index, parts = part
+    pieces = pieces[index::parts]
+    if not pieces:
+        return TextScore(0, 0.0)
     nats = score_rows(model, *_rows(pieces))
-    return TextScore(n, float(nats.sum()))
+    return TextScore(sum(len(tgt) - first for _, tgt, first in pieces), float(nats.sum()))
 
 
 def score_text(model: CharRNN, vocab: Vocabulary, text: str, exact: bool = False) -> TextScore:
