@@ -14,6 +14,7 @@ import secrets
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -434,10 +435,11 @@ def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet
 
 
 def _train(ctx, corpus, out, force, resume_dir, quiet, options, runtime):
-    from .train import Trainer
+    from .train import Reporter, Trainer
 
     main_process = runtime.group.is_main
-    reporter = ProgressReporter(quiet or not main_process)
+    # Only rank 0 reports; the others' warnings would repeat its own.
+    reporter = ProgressReporter(quiet) if main_process else Reporter()
     if resume_dir:
         given = [
             name
@@ -524,6 +526,11 @@ def _start_run(corpus, out, force, options, reporter, runtime):
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+# Under torchrun a Ctrl-C reaches each worker twice (from the terminal, and forwarded by
+# the launcher); a repeat this soon after the first is the same request.
+SAME_REQUEST_SECONDS = 2.0
+
+
 def _run_with_signals(trainer, run_dir, main_process=True):
     """Run training; the first SIGINT/SIGTERM stops it after the current step with a
     saved state (exit 130/143), a second SIGINT interrupts at once. Under torchrun
@@ -531,11 +538,16 @@ def _run_with_signals(trainer, run_dir, main_process=True):
     from .train import TrainingInterrupted
 
     received: list[int] = []
+    first_at: list[float] = []
+    distributed = trainer.group.distributed
 
     def on_signal(signum, frame):
-        if received:  # second signal: stop now (files are written atomically)
-            raise KeyboardInterrupt
+        if received:
+            if distributed and time.monotonic() - first_at[0] < SAME_REQUEST_SECONDS:
+                return
+            raise KeyboardInterrupt  # second signal: stop now (files are written atomically)
         received.append(signum)
+        first_at.append(time.monotonic())
         if main_process:
             _stderr(
                 f"\n{signal.Signals(signum).name}: finishing this step and saving the "
