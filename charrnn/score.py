@@ -98,15 +98,20 @@ def score_rows(model: CharRNN, inputs: Tensor, targets: Tensor, counted: Tensor)
     """
     model.eval()
     device = model.head.weight.device  # the CPU, or the GPU a training run validates on
-    inputs, targets, counted = inputs.to(device), targets.to(device), counted.to(device)
+    # MPS has no float64: there the float64 softmax below runs on the CPU.
+    sum_device = torch.device("cpu") if device.type == "mps" else device
+    inputs = inputs.to(device)
+    targets, counted = targets.to(sum_device), counted.to(sum_device)
     state = None
-    nats = torch.zeros(inputs.shape[0], dtype=torch.float64, device=device)
+    nats = torch.zeros(inputs.shape[0], dtype=torch.float64, device=sum_device)
     chunk = max(16, min(1024, LOGIT_BUDGET // (inputs.shape[0] * model.config.vocab_size)))
     for t in range(0, inputs.shape[1], chunk):
         logits, state = model(inputs[:, t : t + chunk], state)  # (R, T, V)
         # float64 softmax: exact figures (a uniform model gives exactly log V) at little cost.
         losses = F.cross_entropy(
-            logits.double().transpose(1, 2), targets[:, t : t + chunk], reduction="none"
+            logits.to(sum_device).double().transpose(1, 2),
+            targets[:, t : t + chunk],
+            reduction="none",
         )  # (R, T)
         nats += (losses * counted[:, t : t + chunk]).sum(dim=1)
     return nats.cpu()
