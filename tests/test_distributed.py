@@ -9,6 +9,7 @@ loss trajectory, up to float32 sums taken in another order.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -77,10 +78,24 @@ def runs(tmp_path_factory, tiny_corpus_file):
         "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
         "-m", "charrnn", "train", str(tiny_corpus_file), "--out", str(two), *ARGS,
     ]  # fmt: skip
-    # A hang (a collective one rank never reaches) fails the test instead of blocking CI.
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return one, two, done.stderr
+    launcher = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,  # its own process group: the workers can be killed with it
+    )
+    try:
+        _, stderr = launcher.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        # A hang (a collective one rank never reaches) fails the test instead of blocking CI.
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.communicate()
+        pytest.fail("torchrun with 2 processes did not finish in 180 s")
+    assert launcher.returncode == 0, stderr[-3000:]
+    return one, two, stderr
 
 
 def assert_same_trajectory(expected: list[dict], actual: list[dict]) -> None:
