@@ -38,19 +38,25 @@ def _default(cls, name: str):
     return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
+def _from_rank(message: str) -> str:
+    """Under torchrun, say which process an error line comes from (rank 0's stays plain)."""
+    rank = os.environ.get("RANK", "0")
+    return message if rank == "0" else f"rank {rank}: {message}"
+
+
 class CharRNNGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except CharRNNError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(_from_rank(str(exc))) from None
         except BrokenPipeError:
             # `charrnn sample | head`: the reader left; that is not an error.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(0)
         except OSError as exc:  # disk full, permission denied, ...
             where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+            raise click.ClickException(_from_rank(f"{where}{exc.strerror or exc}")) from None
 
 
 @click.group(cls=CharRNNGroup, context_settings={"help_option_names": ["-h", "--help"]})
