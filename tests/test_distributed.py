@@ -7,6 +7,7 @@ loss trajectory, up to float32 sums taken in another order.
 """
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -22,11 +23,13 @@ from click.testing import CliRunner
 
 from charrnn import checkpoint
 from charrnn.cli import cli
+from charrnn.config import DataConfig, ModelConfig, TrainConfig
+from charrnn.corpus import preprocess
 from charrnn.errors import CharRNNError
 from charrnn.modelfile import load_model
-from charrnn.runtime import ProcessGroup, resolve_device
+from charrnn.runtime import ProcessGroup, Runtime, resolve_device
 from charrnn.sample import sample_text
-from charrnn.train import METRICS_LOG, STEP_LOG, BatchStreams
+from charrnn.train import METRICS_LOG, STEP_LOG, BatchStreams, Trainer, TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
 # Relative tolerance between 2 ranks x batch 2 and 1 rank x batch 4: the gradients are
@@ -195,6 +198,39 @@ def test_a_device_or_precision_this_machine_lacks_is_one_clear_line(
     result = CliRunner().invoke(cli, ["train", str(tiny_corpus_file), "--out", str(run), *options])
     assert result.exit_code == 1 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not run.exists()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_saves_float32_and_resumes_in_fp32(
+    tmp_path, tiny_corpus_file, precision
+):
+    # The CLI offers mixed precision on CUDA only, but the code path (autocast, GradScaler)
+    # is the same on the CPU, where oneDNN's vanilla RNN (unlike its LSTM) has bf16 and fp16.
+    prepared = preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
+    model = ModelConfig(vocab_size=len(prepared.vocab), cell="rnn", hidden=16, embedding=4)
+    config = TrainConfig(
+        max_time=0, max_steps=12, batch_size=4, seq_len=8, seed=2, checkpoint_every=0
+    )
+    train(prepared, model, config, tmp_path / "fp32")
+    mixed = Runtime(torch.device("cpu"), precision)
+    with pytest.raises(TrainingInterrupted):
+        stop_at_6 = iter([False] * 6 + [True]).__next__
+        train(prepared, model, config, tmp_path / "run", should_stop=stop_at_6, runtime=mixed)
+    state = checkpoint.latest_state(tmp_path / "run")
+    assert state.meta["runtime"]["precision"] == precision
+    assert ("grad_scaler" in state.meta) == (precision == "fp16")
+    assert state.tensors["hidden.0"].dtype == torch.float32  # (L, B, H), whatever autocast gave
+    assert all(v.dtype == torch.float32 for v in state.group("model").values())
+    # Autocast really ran: the first loss differs from fp32's, by rounding only.
+    first_mixed = read_log(tmp_path / "run", STEP_LOG)[0]["loss"]
+    first_fp32 = read_log(tmp_path / "fp32", STEP_LOG)[0]["loss"]
+    assert first_mixed != first_fp32 and first_mixed == pytest.approx(first_fp32, rel=2e-2)
+
+    result = Trainer.resume(tmp_path / "run").run()  # the same run, now in fp32
+    assert result.steps == 12 and math.isfinite(result.best_val_nats)
+    assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path / "run", STEP_LOG))
+    loaded = load_model(tmp_path / "run")
+    assert all(v.dtype == torch.float32 for v in loaded.model.state_dict().values())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
