@@ -14,11 +14,20 @@ import secrets
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
 
-from .config import DataConfig, ModelConfig, TrainConfig, size_advice
+from .config import (
+    DEVICES,
+    PRECISIONS,
+    DataConfig,
+    ModelConfig,
+    RuntimeConfig,
+    TrainConfig,
+    size_advice,
+)
 from .errors import CharRNNError, UnknownCharactersError
 
 # Importing torch costs a second; commands import the library lazily so that
@@ -29,19 +38,25 @@ def _default(cls, name: str):
     return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
+def _from_rank(message: str) -> str:
+    """Under torchrun, say which process an error line comes from (rank 0's stays plain)."""
+    rank = os.environ.get("RANK", "0")
+    return message if rank == "0" else f"rank {rank}: {message}"
+
+
 class CharRNNGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except CharRNNError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(_from_rank(str(exc))) from None
         except BrokenPipeError:
             # `charrnn sample | head`: the reader left; that is not an error.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(0)
         except OSError as exc:  # disk full, permission denied, ...
             where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+            raise click.ClickException(_from_rank(f"{where}{exc.strerror or exc}")) from None
 
 
 @click.group(cls=CharRNNGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -384,10 +399,25 @@ class ProgressReporter:
     type=click.Path(file_okay=False),
     help="Continue the run in this directory exactly where it stopped.",
 )
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default=_default(RuntimeConfig, "device"),
+    show_default=True,
+    help="Where to train: auto picks CUDA when present, else the CPU. May change on --resume.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=_default(RuntimeConfig, "precision"),
+    show_default=True,
+    help="bf16/fp16: mixed precision (autocast) on CUDA; fp16 adds loss scaling. "
+    "May change on --resume.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 @click.pass_context
-def train(ctx, corpus, out, force, resume_dir, as_json, quiet, **options):
+def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet, **options):
     """Train a model on CORPUS (a text file or a preprocessed directory).
 
     Without CORPUS, trains on the bundled Shakespeare text. Writes
@@ -395,10 +425,27 @@ def train(ctx, corpus, out, force, resume_dir, as_json, quiet, **options):
     complete training state into RUN/state, so that `--resume RUN` continues
     exactly. Ctrl-C (or SIGTERM) saves a state and stops; a second Ctrl-C
     stops at once.
-    """
-    from .train import Trainer
 
-    reporter = ProgressReporter(quiet)
+    Under `torchrun --nproc_per_node N -m charrnn train ...` the N processes
+    train one model with DistributedDataParallel, each on batch-size/N streams.
+    """
+    from .runtime import start_runtime
+
+    runtime = start_runtime(RuntimeConfig(device, precision))
+    try:
+        result = _train(ctx, corpus, out, force, resume_dir, quiet, options, runtime)
+    finally:
+        runtime.close()
+    if as_json and runtime.group.is_main:
+        click.echo(json.dumps(result.to_dict()))
+
+
+def _train(ctx, corpus, out, force, resume_dir, quiet, options, runtime):
+    from .train import Reporter, Trainer
+
+    main_process = runtime.group.is_main
+    # Only rank 0 reports; the others' warnings would repeat its own.
+    reporter = ProgressReporter(quiet) if main_process else Reporter()
     if resume_dir:
         given = [
             name
@@ -416,15 +463,13 @@ def train(ctx, corpus, out, force, resume_dir, as_json, quiet, **options):
                 f"--resume takes every setting from the run directory; drop {flags}"
             )
         run_dir = Path(resume_dir)
-        trainer = Trainer.resume(run_dir, reporter)
+        trainer = Trainer.resume(run_dir, reporter, runtime)
     else:
-        run_dir, trainer = _start_run(corpus, out, force, options, reporter)
-    result = _run_with_signals(trainer, run_dir)
-    if as_json:
-        click.echo(json.dumps(result.to_dict()))
+        run_dir, trainer = _start_run(corpus, out, force, options, reporter, runtime)
+    return _run_with_signals(trainer, run_dir, main_process)
 
 
-def _start_run(corpus, out, force, options, reporter):
+def _start_run(corpus, out, force, options, reporter, runtime):
     from .bundled import bundled_corpus
     from .checkpoint import MODELS_DIR, STATE_DIR, latest_state
     from .corpus import prepare
@@ -440,7 +485,9 @@ def _start_run(corpus, out, force, options, reporter):
             f"{run_dir} already holds a training run{where}; pass --resume {run_dir} to "
             "continue it, --force to start over (deleting it), or --out DIR to train elsewhere"
         )
-    if force:
+    group = runtime.group
+    group.barrier()  # every rank has looked at the run directory before rank 0 changes it
+    if force and group.is_main:
         for path in models + [run_dir / METRICS_LOG, run_dir / STEP_LOG]:
             path.unlink(missing_ok=True)
         for folder in (STATE_DIR, MODELS_DIR):
@@ -459,9 +506,15 @@ def _start_run(corpus, out, force, options, reporter):
         checkpoint_every=options["checkpoint_every"],
         keep=options["keep"],
     )
-    with ByteProgress([corpus, data_config.val_file]) as progress:
-        prepared = prepare(corpus, run_dir / "data", data_config, progress)
-    _warn_about_corpus(prepared)
+    # Rank 0 encodes the corpus (when needed); the others then reuse what it wrote.
+    prepared = None
+    if group.is_main:
+        with ByteProgress([corpus, data_config.val_file]) as progress:
+            prepared = prepare(corpus, run_dir / "data", data_config, progress)
+        _warn_about_corpus(prepared)
+    group.barrier()
+    if prepared is None:
+        prepared = prepare(corpus, run_dir / "data", data_config)
     model_config = ModelConfig(
         vocab_size=len(prepared.vocab),
         cell=options["cell"],
@@ -471,29 +524,41 @@ def _start_run(corpus, out, force, options, reporter):
         dropout=options["dropout"],
     )
     advice = size_advice(model_config, len(prepared.train))
-    if advice:
+    if advice and group.is_main:
         _stderr(f"warning: {advice}")
-    return run_dir, Trainer(prepared, model_config, train_config, run_dir, reporter)
+    return run_dir, Trainer(prepared, model_config, train_config, run_dir, reporter, runtime)
 
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-def _run_with_signals(trainer, run_dir):
+# Under torchrun a Ctrl-C reaches each worker twice (from the terminal, and forwarded by
+# the launcher); a repeat this soon after the first is the same request.
+SAME_REQUEST_SECONDS = 2.0
+
+
+def _run_with_signals(trainer, run_dir, main_process=True):
     """Run training; the first SIGINT/SIGTERM stops it after the current step with a
-    saved state (exit 130/143), a second SIGINT interrupts at once."""
+    saved state (exit 130/143), a second SIGINT interrupts at once. Under torchrun
+    every process gets the signal; rank 0's decides for all, and rank 0 reports."""
     from .train import TrainingInterrupted
 
     received: list[int] = []
+    first_at: list[float] = []
+    distributed = trainer.group.distributed
 
     def on_signal(signum, frame):
-        if received:  # second signal: stop now (files are written atomically)
-            raise KeyboardInterrupt
+        if received:
+            if distributed and time.monotonic() - first_at[0] < SAME_REQUEST_SECONDS:
+                return
+            raise KeyboardInterrupt  # second signal: stop now (files are written atomically)
         received.append(signum)
-        _stderr(
-            f"\n{signal.Signals(signum).name}: finishing this step and saving the "
-            "training state (press Ctrl-C again to stop at once)"
-        )
+        first_at.append(time.monotonic())
+        if main_process:
+            _stderr(
+                f"\n{signal.Signals(signum).name}: finishing this step and saving the "
+                "training state (press Ctrl-C again to stop at once)"
+            )
 
     previous = {sig: signal.signal(sig, on_signal) for sig in EXIT_CODES}
     stopped = False
@@ -501,14 +566,19 @@ def _run_with_signals(trainer, run_dir):
         return trainer.run(should_stop=lambda: bool(received))
     except TrainingInterrupted as stop:
         stopped = True
-        _stderr(f"stopped at step {stop.step}; continue with: charrnn train --resume {run_dir}")
-        sys.exit(EXIT_CODES[received[0]])
+        if main_process:
+            _stderr(
+                f"stopped at step {stop.step}; continue with: charrnn train --resume {run_dir}"
+            )
+        # A rank other than 0 may not have seen the signal itself.
+        sys.exit(EXIT_CODES[received[0]] if received else 130)
     except KeyboardInterrupt:
         stopped = True
-        _stderr(
-            f"interrupted; the last complete state in {run_dir} is intact: "
-            f"charrnn train --resume {run_dir}"
-        )
+        if main_process:
+            _stderr(
+                f"interrupted; the last complete state in {run_dir} is intact: "
+                f"charrnn train --resume {run_dir}"
+            )
         sys.exit(130)
     finally:
         for sig, handler in previous.items():

@@ -132,3 +132,26 @@ class TrainConfig:
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.lr * warm * (self.final_lr_ratio + (1.0 - self.final_lr_ratio) * cosine)
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how a run computes. Not part of the run's identity: a resumed run
+    may move to another device or precision (it is the same run, not a bit-exact one)."""
+
+    device: str = "auto"  # auto: CUDA when present, else the CPU
+    precision: str = "fp32"  # bf16 / fp16: autocast on CUDA (fp16 with a gradient scaler)
+
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            raise CharRNNError(
+                f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise CharRNNError(
+                f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )

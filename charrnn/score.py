@@ -97,17 +97,24 @@ def score_rows(model: CharRNN, inputs: Tensor, targets: Tensor, counted: Tensor)
     zero state; the state is carried across time chunks.
     """
     model.eval()
+    device = model.head.weight.device  # the CPU, or the GPU a training run validates on
+    # MPS has no float64: there the float64 softmax below runs on the CPU.
+    sum_device = torch.device("cpu") if device.type == "mps" else device
+    inputs = inputs.to(device)
+    targets, counted = targets.to(sum_device), counted.to(sum_device)
     state = None
-    nats = torch.zeros(inputs.shape[0], dtype=torch.float64)
+    nats = torch.zeros(inputs.shape[0], dtype=torch.float64, device=sum_device)
     chunk = max(16, min(1024, LOGIT_BUDGET // (inputs.shape[0] * model.config.vocab_size)))
     for t in range(0, inputs.shape[1], chunk):
         logits, state = model(inputs[:, t : t + chunk], state)  # (R, T, V)
         # float64 softmax: exact figures (a uniform model gives exactly log V) at little cost.
         losses = F.cross_entropy(
-            logits.double().transpose(1, 2), targets[:, t : t + chunk], reduction="none"
+            logits.to(sum_device).double().transpose(1, 2),
+            targets[:, t : t + chunk],
+            reduction="none",
         )  # (R, T)
         nats += (losses * counted[:, t : t + chunk]).sum(dim=1)
-    return nats
+    return nats.cpu()
 
 
 def _rows(pieces: list[tuple[np.ndarray, np.ndarray, int]]):
@@ -130,12 +137,15 @@ def score_ids(
     exact: bool = False,
     streams: int = DOC_STREAMS,
     overlap: int = DOC_OVERLAP,
+    part: tuple[int, int] = (0, 1),
 ) -> TextScore:
     """Score one document given as ids, the state carried from first to last character.
 
     Unless `exact`, a long document is cut into `streams` segments scored side
     by side; each segment after the first first reads `overlap` characters of
     the text before it without counting them, to warm up its state.
+    `part=(k, n)` scores only segments k, k+n, k+2n, ... (process k of n in a
+    distributed run); the n parts' sums add up to the whole document's score.
     """
     inputs, targets = _with_start(np.asarray(ids), vocab)
     n = len(targets)
@@ -150,8 +160,12 @@ def score_ids(
             warm = min(overlap, begin)
             end = min(begin + seg, n)
             pieces.append((inputs[begin - warm : end], targets[begin - warm : end], warm))
+    index, parts = part
+    pieces = pieces[index::parts]
+    if not pieces:
+        return TextScore(0, 0.0)
     nats = score_rows(model, *_rows(pieces))
-    return TextScore(n, float(nats.sum()))
+    return TextScore(sum(len(tgt) - first for _, tgt, first in pieces), float(nats.sum()))
 
 
 def score_text(model: CharRNN, vocab: Vocabulary, text: str, exact: bool = False) -> TextScore:

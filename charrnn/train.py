@@ -4,6 +4,10 @@ The training text is cut into `batch_size` contiguous streams, read side by
 side `seq_len` characters at a time; the hidden state is carried from one
 batch to the next (detached), so the model learns dependencies longer than a
 batch. No printing here: progress goes to a `Reporter` the caller provides.
+
+Under torchrun (see runtime.py) each of W processes owns B/W of those streams
+and its own carried state; DistributedDataParallel averages the gradients, rank
+0's clock and stop requests decide for all, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint
 from .atomic import atomic_write_bytes
 from .config import ModelConfig, TrainConfig
 from .corpus import PreparedCorpus, load_prepared
 from .errors import CharRNNError
-from .model import CharRNN, detach_state
+from .model import CharRNN, detach_state, select_state
 from .modelfile import EXTENSION, save_model
+from .runtime import Runtime
 from .score import score_ids
 
 AUTO_EVAL_SHARE = 0.05  # share of the budget automatic validations should take together
@@ -121,9 +127,11 @@ class BatchStreams:
         stream 0: a b c | d e f        inputs  x[:, t:t+3]
         stream 1: g h i | j k l        targets y[:, t:t+3] (shifted by one)
     When a stream runs out the next epoch starts and the state is reset.
+    `rows` picks some of the streams (one process's share under DDP); the
+    layout, and so the position and epoch, stay those of all `batch_size`.
     """
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice = slice(None)):
         self.length = (len(ids) - 1) // batch_size  # characters per stream
         if self.length < seq_len:
             need = batch_size * seq_len + 1
@@ -132,8 +140,9 @@ class BatchStreams:
                 f"x sequence length {seq_len} needs at least {need}"
             )
         span = self.length * batch_size
-        self.inputs = ids[:span].reshape(batch_size, self.length)  # views into the memmap
-        self.targets = ids[1 : span + 1].reshape(batch_size, self.length)
+        # (B, length) views into the memmap, then this process's rows
+        self.inputs = ids[:span].reshape(batch_size, self.length)[rows]
+        self.targets = ids[1 : span + 1].reshape(batch_size, self.length)[rows]
         self.seq_len = seq_len
         self.position = 0
         self.epoch = 0
@@ -160,21 +169,35 @@ class Trainer:
         config: TrainConfig,
         run_dir: str | Path,
         reporter: Reporter | None = None,
+        runtime: Runtime | None = None,
     ):
         self.corpus, self.model_config, self.config = corpus, model_config, config
+        self.runtime = runtime or Runtime()
+        self.group = group = self.runtime.group
         self.run_dir = Path(run_dir)
         self.reporter = reporter or Reporter()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.remove_stale_temporaries(self.run_dir)
+        rows = group.rows(config.batch_size)
+        if group.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint.remove_stale_temporaries(self.run_dir)
         torch.manual_seed(config.seed)
-        self.model = CharRNN(model_config)
+        self.model = CharRNN(model_config).to(self.runtime.device)
+        if group.rank > 0:
+            torch.manual_seed(config.seed + group.rank)  # dropout masks of its own per rank
+        # DDP broadcasts rank 0's weights, then averages gradients during backward.
+        self.network = (
+            DistributedDataParallel(self.model, device_ids=self._device_ids())
+            if group.distributed
+            else self.model
+        )
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=config.lr,
             betas=(0.9, 0.99),
             weight_decay=config.weight_decay,
         )
-        self.streams = BatchStreams(corpus.train, config.batch_size, config.seq_len)
+        self.scaler = self.runtime.grad_scaler()
+        self.streams = BatchStreams(corpus.train, config.batch_size, config.seq_len, rows)
         self.loop = LoopState()
         self.hidden = None  # carried recurrent state, torch layout
         self.history: list[dict] = []
@@ -185,11 +208,20 @@ class Trainer:
             "corpus": corpus.meta.get("sources", [{}])[0].get("path"),
             "train_chars": len(corpus.train),
             "val_chars": len(corpus.val),
+            "runtime": self.runtime.describe(),
         }
+
+    def _device_ids(self) -> list[int] | None:
+        device = self.runtime.device
+        return [device.index] if device.type == "cuda" else None
 
     # -- states ---------------------------------------------------------------
     def state_parts(self) -> tuple[dict, dict]:
-        """(JSON metadata, named tensors) of the complete training state."""
+        """(JSON metadata, named tensors) of the complete training state.
+
+        Under DDP every rank must call it (it gathers): the carried state of all
+        ranks, joined in the one-process layout (L, B, H), and each rank's RNGs.
+        """
         rng_meta, rng_tensors = checkpoint.capture_rng()
         groups, optim_tensors = checkpoint.optimizer_to_tensors(self.optimizer)
         self.loop.position, self.loop.epoch = self.streams.position, self.streams.epoch
@@ -201,39 +233,83 @@ class Trainer:
             "loop": asdict(self.loop),
             "optim_groups": groups,
             "rng": rng_meta,
+            "runtime": self.runtime.describe(),  # for the record; a resume may change it
         }
+        if self.scaler.is_enabled():
+            meta["grad_scaler"] = self.scaler.state_dict()
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update(optim_tensors)
         tensors.update(rng_tensors)
+        for rank, value in enumerate(self.group.gather(torch.get_rng_state())[1:], start=1):
+            tensors[f"rng.torch.rank{rank}"] = value
+        if self.runtime.device.type == "cuda":
+            for rank, value in enumerate(self.group.gather(torch.cuda.get_rng_state())):
+                tensors[f"rng.cuda.rank{rank}"] = value
         if self.hidden is not None:
             parts = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
-            tensors.update({f"hidden.{i}": h for i, h in enumerate(parts)})
+            for i, h in enumerate(parts):
+                # float32 whatever the autocast dtype, so any precision can resume it
+                tensors[f"hidden.{i}"] = torch.cat(self.group.gather(h.float()), dim=1)
         return meta, tensors
 
     def save_state(self) -> Path:
-        """Write the complete training state, flush the step log, prune old states."""
-        self._step_log.flush()
+        """Write the complete training state, flush the step log, prune old states.
+        Under DDP all ranks call it; rank 0 writes."""
         path = checkpoint.state_path(self.run_dir, self.loop.step)
-        checkpoint.save_state(path, *self.state_parts())
-        checkpoint.prune_states(self.run_dir, self.config.keep)
-        self._last_save = time.perf_counter()
+        parts = self.state_parts()
+        self._last_save = self.loop.elapsed
+        if self.group.is_main:
+            self._step_log.flush()
+            checkpoint.save_state(path, *parts)
+            checkpoint.prune_states(self.run_dir, self.config.keep)
         return path
 
     def load(self, state: checkpoint.TrainingState) -> None:
-        """Restore everything from `state` (weights, optimizer, data position, RNGs)."""
+        """Restore everything from `state` (weights, optimizer, data position, RNGs).
+
+        The state may come from another number of processes: the carried state is
+        stored for all B streams, and each rank takes its own rows.
+        """
+        device, rank = self.runtime.device, self.group.rank
         self.model.load_state_dict(state.group("model"))
         checkpoint.optimizer_from_tensors(self.optimizer, state)
+        if self.scaler.is_enabled() and "grad_scaler" in state.meta:
+            self.scaler.load_state_dict(state.meta["grad_scaler"])
         self.loop = LoopState(**state.meta["loop"])
         self.streams.position, self.streams.epoch = self.loop.position, self.loop.epoch
         hidden = [state.tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in state.tensors]
-        self.hidden = None if not hidden else tuple(hidden) if len(hidden) == 2 else hidden[0]
+        if hidden:
+            full = tuple(hidden) if len(hidden) == 2 else hidden[0]
+            if self.group.distributed:
+                full = select_state(full, self.group.rows(self.config.batch_size))
+            parts = full if isinstance(full, tuple) else (full,)
+            parts = tuple(h.to(device).contiguous() for h in parts)
+            self.hidden = parts if len(parts) == 2 else parts[0]
+        else:
+            self.hidden = None
         checkpoint.restore_rng(state)
+        if rank > 0:
+            own = state.tensors.get(f"rng.torch.rank{rank}")
+            if own is not None:
+                torch.set_rng_state(own)
+            else:  # a state from fewer processes: fresh dropout masks for this rank
+                torch.manual_seed(self.config.seed + rank + 7919 * self.loop.step)
+        cuda_rng = state.tensors.get(f"rng.cuda.rank{rank}")
+        if device.type == "cuda" and cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, reporter: Reporter | None = None) -> Trainer:
+    def resume(
+        cls,
+        run_dir: str | Path,
+        reporter: Reporter | None = None,
+        runtime: Runtime | None = None,
+    ) -> Trainer:
         """A Trainer continuing the newest complete state in `run_dir`."""
         run_dir = Path(run_dir)
-        checkpoint.remove_stale_temporaries(run_dir)
+        runtime = runtime or Runtime()
+        if runtime.group.is_main:
+            checkpoint.remove_stale_temporaries(run_dir)
         skipped: list[str] = []
         state = checkpoint.latest_state(run_dir, skipped)
         if state is None:
@@ -249,14 +325,17 @@ class Trainer:
             TrainConfig(**meta["train_config"]),
             run_dir,
             reporter,
+            runtime,
         )
         trainer.load(state)
         for message in skipped:
             trainer.reporter.on_fault(f"skipped a damaged training state: {message}")
-        # Logs written after this state belong to steps that will be redone.
-        for name in (METRICS_LOG, STEP_LOG):
-            _truncate_log(run_dir / name, trainer.loop.step)
-        trainer.history = _read_log(run_dir / METRICS_LOG)
+        step = trainer.loop.step
+        if trainer.group.is_main:
+            # Logs written after this state belong to steps that will be redone.
+            for name in (METRICS_LOG, STEP_LOG):
+                _truncate_log(run_dir / name, step)
+        trainer.history = [r for r in _read_log(run_dir / METRICS_LOG) if r["step"] <= step]
         return trainer
 
     # -- the loop ---------------------------------------------------------------
@@ -272,20 +351,25 @@ class Trainer:
                 "resumed_at": loop.step,
             }
         )
-        self._step_log = (self.run_dir / STEP_LOG).open("a", encoding="utf-8")
+        log_path = self.run_dir / STEP_LOG if self.group.is_main else os.devnull
+        self._step_log = open(log_path, "a", encoding="utf-8")
         try:
             if loop.step == 0:
                 self.save_state()  # a good state to roll back to from the first step
-            self._last_save = time.perf_counter()
+            self._last_save = loop.elapsed
             faults = 0
             self.model.train()
             started, elapsed_before = time.perf_counter(), loop.elapsed
             while True:
-                loop.elapsed = elapsed_before + time.perf_counter() - started
+                # Rank 0's clock and stop request, so that all ranks take the same branches.
+                elapsed, stop = self.group.from_main(
+                    elapsed_before + time.perf_counter() - started, should_stop()
+                )
+                loop.elapsed = elapsed
                 progress = config.progress(loop.elapsed, loop.step)
                 if progress >= 1.0:
                     break
-                if should_stop():
+                if stop:
                     self.save_state()
                     raise TrainingInterrupted(loop.step, self.run_dir)
                 lr = config.learning_rate(loop.step, progress) * loop.lr_scale
@@ -301,10 +385,13 @@ class Trainer:
                 self.reporter.on_step(loop.step, loss, lr, progress)
                 if self._eval_due():
                     self._evaluate()
-                if time.perf_counter() - self._last_save >= config.checkpoint_every:
+                if loop.elapsed - self._last_save >= config.checkpoint_every:
                     self.save_state()
             loop_eval_seconds = loop.eval_seconds
-            if not self.history or self.history[-1]["step"] != loop.step:
+            (evaluated,) = self.group.from_main(
+                bool(self.history) and self.history[-1]["step"] == loop.step
+            )
+            if not evaluated:
                 self._evaluate()
             self.save_state()
         finally:
@@ -331,28 +418,38 @@ class Trainer:
         loop = self.loop
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y, new_epoch = self.streams.next()
+        x, y, new_epoch = self.streams.next()  # (B/W, T) each: this rank's streams
+        x = x.to(self.runtime.device, non_blocking=True)
+        y = y.to(self.runtime.device, non_blocking=True)
         if new_epoch:
             self.hidden = None
-        logits, hidden = self.model(x, detach_state(self.hidden))  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        with self.runtime.autocast():
+            logits, hidden = self.network(x, detach_state(self.hidden))  # (B/W, T, V)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         loop.step += 1
-        loop.chars_seen += x.numel()
-        finite = bool(torch.isfinite(loss))
+        loop.chars_seen += x.numel() * self.group.world_size
+        # The mean over all ranks (equal shares: the mean of means is the global mean);
+        # all ranks then agree on whether the step is finite, and all or none run backward.
+        (value,) = self.group.sum(loss.item())
+        value /= self.group.world_size
+        finite = math.isfinite(value)
         if finite:
-            loss.backward()
+            self.scaler.scale(loss).backward()  # DDP all-reduces (averages) gradients here
+            self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            finite = bool(torch.isfinite(norm))
+            # With fp16 an overflowing gradient is routine: the scaler skips that update and
+            # lowers its scale. Otherwise a non-finite gradient is a fault.
+            finite = self.scaler.is_enabled() or bool(torch.isfinite(norm))
         if not finite:
             # Never let a non-finite value reach the weights or the carried state.
             self.optimizer.zero_grad(set_to_none=True)
             self.hidden = None
             self.reporter.on_fault(f"step {loop.step}: non-finite loss or gradient, skipped")
             return None
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # optimizer.step() unless fp16 overflowed
+        self.scaler.update()
         self.hidden = hidden
-        value = loss.item()
         loop.loss_sum += value
         loop.loss_count += 1
         self._step_log.write(json.dumps({"step": loop.step, "loss": value, "lr": lr}) + "\n")
@@ -371,7 +468,8 @@ class Trainer:
         state = checkpoint.latest_state(self.run_dir)
         self.load(state)
         self.loop.lr_scale, self.loop.rollbacks = scale, rollbacks
-        _truncate_log(self.run_dir / STEP_LOG, self.loop.step)
+        if self.group.is_main:
+            _truncate_log(self.run_dir / STEP_LOG, self.loop.step)
         self.reporter.on_fault(
             f"rolled back to step {self.loop.step} with learning rate x{scale:g}"
         )
@@ -412,11 +510,19 @@ class Trainer:
         return intervals > 0
 
     def _evaluate(self) -> None:
-        loop = self.loop
+        """Score the whole validation text (in float32 whatever the training precision, so
+        figures compare with `charrnn score`). Under DDP each rank scores a share of its
+        segments and the sums are added up: the same figure as one process gets."""
+        loop, group = self.loop, self.group
         began = time.perf_counter()
-        val_nats = score_ids(self.model, self.corpus.vocab, self.corpus.val).nats_per_char
+        share = score_ids(
+            self.model, self.corpus.vocab, self.corpus.val, part=(group.rank, group.world_size)
+        )
         self.model.train()
-        loop.last_eval_seconds = time.perf_counter() - began
+        nats, chars = group.sum(share.nats, share.chars)
+        val_nats = nats / chars if chars else float("nan")
+        # Rank 0's timing for all, since later decisions (_eval_due) depend on it.
+        (loop.last_eval_seconds,) = group.from_main(time.perf_counter() - began)
         loop.eval_seconds += loop.last_eval_seconds
         record = {
             "step": loop.step,
@@ -432,6 +538,12 @@ class Trainer:
         if not math.isfinite(val_nats):
             raise CharRNNError(f"validation loss became {val_nats} at step {loop.step}; lower --lr")
         self.history.append(record)
+        if loop.best_nats is None or val_nats < loop.best_nats:
+            loop.best_nats, improved = val_nats, True
+        else:
+            improved = False
+        if not group.is_main:
+            return
         info = {**self.info, "step": loop.step, "chars_seen": loop.chars_seen, "val_nats": val_nats}
         # The model is written once, under a name that says its step and validation loss;
         # last/best are links to it (or copies where links are not supported).
@@ -442,8 +554,7 @@ class Trainer:
         )
         save_model(named, self.model, self.corpus.vocab, info)
         link_or_copy(named, self.last_path)
-        if loop.best_nats is None or val_nats < loop.best_nats:
-            loop.best_nats = val_nats
+        if improved:
             link_or_copy(named, self.best_path)
         self._prune_models()
         with (self.run_dir / METRICS_LOG).open("a", encoding="utf-8") as log:
@@ -503,6 +614,7 @@ def train(
     out_dir: str | Path,
     reporter: Reporter | None = None,
     should_stop=lambda: False,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train a fresh CharRNN on `corpus`; best and last models and states go to `out_dir`."""
-    return Trainer(corpus, model_config, config, out_dir, reporter).run(should_stop)
+    return Trainer(corpus, model_config, config, out_dir, reporter, runtime).run(should_stop)

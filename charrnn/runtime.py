@@ -1,0 +1,179 @@
+"""Where training computes: the device, the numeric precision, and the process group.
+
+One process is the default. Under `torchrun` (RANK, WORLD_SIZE, LOCAL_RANK and
+MASTER_ADDR/PORT in the environment) every process joins one torch.distributed
+group: gloo on the CPU, nccl on CUDA. `ProcessGroup` holds the few collectives
+the training loop needs; with one process they are plain no-ops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from .config import RuntimeConfig
+from .errors import CharRNNError
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for `--device NAME`; a one-line error when it is not there."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise CharRNNError(
+                "--device cuda: no CUDA device is available "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'})"
+            )
+        if local_rank >= torch.cuda.device_count():
+            raise CharRNNError(
+                f"process {local_rank} of this machine has no GPU of its own "
+                f"({torch.cuda.device_count()} visible); start at most that many processes"
+            )
+        return torch.device("cuda", local_rank)
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise CharRNNError("--device mps: no Apple-silicon GPU (MPS) is available")
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Mixed precision is for CUDA; refuse it elsewhere with the reason."""
+    if precision == "fp32" or device.type == "cuda":
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise CharRNNError("--precision bf16: this GPU has no bfloat16; use fp16 or fp32")
+        return
+    # CPU autocast to bf16 fails in oneDNN's LSTM on CPUs without bf16 support (it did on
+    # the project's machine), and fp16 needs a gradient scaler built for CUDA.
+    raise CharRNNError(
+        f"--precision {precision} needs a CUDA device; on {device.type} train with --precision fp32"
+    )
+
+
+@dataclass
+class ProcessGroup:
+    """This process's place among the training processes, and the collectives on them.
+
+    `from_main` and `sum` move Python floats; `gather` moves tensors. `device`
+    is where collective tensors live (CUDA for nccl, the CPU for gloo).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes files and reports progress."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def rows(self, batch_size: int) -> slice:
+        """This rank's batch streams: [r*B/W, (r+1)*B/W) of the one-process layout."""
+        if batch_size % self.world_size:
+            raise CharRNNError(
+                f"--batch-size {batch_size} does not split evenly over {self.world_size} "
+                f"processes; use a multiple of {self.world_size}"
+            )
+        share = batch_size // self.world_size
+        return slice(self.rank * share, (self.rank + 1) * share)
+
+    def _floats(self, values) -> torch.Tensor:
+        return torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+
+    def from_main(self, *values: float) -> list[float]:
+        """Rank 0's values, on every rank (decisions all ranks must share)."""
+        if not self.distributed:
+            return list(values)
+        tensor = self._floats(values)
+        dist.broadcast(tensor, src=0)
+        return tensor.tolist()
+
+    def sum(self, *values: float) -> list[float]:
+        """The sums of `values` over all ranks."""
+        if not self.distributed:
+            return list(values)
+        tensor = self._floats(values)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor.tolist()
+
+    def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's `tensor` (same shape and dtype on all), in rank order, on the CPU."""
+        if not self.distributed:
+            return [tensor.detach().cpu()]
+        local = tensor.detach().to(self.device).contiguous()
+        parts = [torch.empty_like(local) for _ in range(self.world_size)]
+        dist.all_gather(parts, local)
+        return [part.cpu() for part in parts]
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+@dataclass
+class Runtime:
+    """The device, precision and process group of one training process."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "fp32"
+    group: ProcessGroup = field(default_factory=ProcessGroup)
+
+    def autocast(self):
+        """Mixed-precision region for the forward pass (nothing for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling for fp16 (whose small gradients underflow); a pass-through otherwise."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def describe(self) -> dict:
+        return {
+            "device": str(self.device),
+            "precision": self.precision,
+            "world_size": self.group.world_size,
+        }
+
+    def close(self) -> None:
+        if self.group.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def start_runtime(config: RuntimeConfig | None = None) -> Runtime:
+    """Pick the device and precision; join the process group when run under torchrun."""
+    config = config or RuntimeConfig()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(config.device, local_rank if world_size > 1 else 0)
+    check_precision(config.precision, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size == 1:
+        return Runtime(device, config.precision)
+    if device.type == "mps":
+        raise CharRNNError("several processes need CUDA (nccl) or the CPU (gloo); not mps")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    # MASTER_ADDR / MASTER_PORT come from torchrun (env:// rendezvous).
+    dist.init_process_group(
+        backend,
+        rank=rank,
+        world_size=world_size,
+        device_id=device if backend == "nccl" else None,
+    )
+    collective_device = device if backend == "nccl" else torch.device("cpu")
+    group = ProcessGroup(rank, world_size, local_rank, collective_device)
+    return Runtime(device, config.precision, group)

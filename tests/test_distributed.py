@@ -1,0 +1,248 @@
+"""Devices and several processes: DDP over gloo trains the same model as one process.
+
+One `torchrun --nproc_per_node 2` run (2 CPU processes, gloo) with batch 4 is
+compared with one process and batch 4: each rank owns 2 of the same 4 streams,
+so the two runs see the same characters at every step and must follow the same
+loss trajectory, up to float32 sums taken in another order.
+"""
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from charrnn import checkpoint
+from charrnn.cli import cli
+from charrnn.config import DataConfig, ModelConfig, TrainConfig
+from charrnn.corpus import preprocess
+from charrnn.errors import CharRNNError
+from charrnn.modelfile import load_model
+from charrnn.runtime import ProcessGroup, Runtime, resolve_device
+from charrnn.sample import sample_text
+from charrnn.train import METRICS_LOG, STEP_LOG, BatchStreams, Trainer, TrainingInterrupted, train
+
+REPO = Path(__file__).resolve().parents[1]
+# Relative tolerance between 2 ranks x batch 2 and 1 rank x batch 4: the gradients are
+# averaged by an all-reduce and the loss is a mean of two half-batch means, so float32
+# rounding differs (~1e-7 measured); 1e-5 leaves room and still catches any real change
+# (a wrong stream split or an unaveraged gradient moves the loss by > 1e-3).
+TOLERANCE = 1e-5
+STEPS = 20
+ARGS = [
+    "--hidden", "16", "--embedding", "4", "--batch-size", "4", "--seq-len", "8",
+    "--dropout", "0", "--max-time", "0", "--max-steps", str(STEPS), "--eval-every", "10",
+    "--checkpoint-every", "0", "--keep", "100", "--seed", "3",
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_log(run: Path, name: str) -> list[dict]:
+    return [json.loads(line) for line in (run / name).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_corpus_file):
+    """(one-process run, two-process run, torchrun's stderr), trained on the tiny corpus."""
+    root = tmp_path_factory.mktemp("ddp")
+    one, two = root / "one", root / "two"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the torchrun workers (OMP_NUM_THREADS=1)
+    try:
+        single = CliRunner().invoke(
+            cli, ["train", str(tiny_corpus_file), "--out", str(one), "-q", *ARGS]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert single.exit_code == 0, single.output
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        "-m", "charrnn", "train", str(tiny_corpus_file), "--out", str(two), *ARGS,
+    ]  # fmt: skip
+    launcher = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,  # its own process group: the workers can be killed with it
+    )
+    try:
+        _, stderr = launcher.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        # A hang (a collective one rank never reaches) fails the test instead of blocking CI.
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.communicate()
+        pytest.fail("torchrun with 2 processes did not finish in 180 s")
+    assert launcher.returncode == 0, stderr[-3000:]
+    return one, two, stderr
+
+
+def assert_same_trajectory(expected: list[dict], actual: list[dict]) -> None:
+    assert [r["step"] for r in actual] == [r["step"] for r in expected]
+    for want, got in zip(expected, actual):
+        assert got["lr"] == want["lr"]
+        assert got["loss"] == pytest.approx(want["loss"], rel=TOLERANCE), got["step"]
+
+
+def test_two_ranks_follow_the_loss_trajectory_of_one_rank_with_the_whole_batch(runs):
+    one, two, _ = runs
+    assert_same_trajectory(read_log(one, STEP_LOG), read_log(two, STEP_LOG))
+    expected, actual = read_log(one, METRICS_LOG), read_log(two, METRICS_LOG)
+    assert [r["step"] for r in actual] == [10, 20]
+    for want, got in zip(expected, actual):
+        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=TOLERANCE)
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=TOLERANCE)
+    weights_one, weights_two = load_model(one).model, load_model(two).model
+    for (name, a), (_, b) in zip(
+        weights_one.state_dict().items(), weights_two.state_dict().items()
+    ):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
+
+
+def test_only_rank_zero_writes_and_reports(runs):
+    _, two, stderr = runs
+    assert stderr.count("training lstm 1x16") == 1
+    assert stderr.count("step 20: val") == 1 and stderr.count("charrnn train") == 1
+    assert len(read_log(two, STEP_LOG)) == STEPS  # one line per step, not one per rank
+    state = checkpoint.latest_state(two)
+    assert state.meta["runtime"]["world_size"] == 2
+    assert state.tensors["hidden.0"].shape == (1, 4, 16)  # all ranks' streams: (L, B, H)
+    assert "rng.torch.rank1" in state.tensors
+
+
+def test_a_model_written_under_ddp_loads_and_samples_in_one_process(runs, tmp_path):
+    _, two, _ = runs
+    alone = tmp_path / "model.safetensors"
+    shutil.copyfile(two / "best.safetensors", alone)  # a model file alone is enough
+    loaded = load_model(alone)
+    assert all(v.dtype == torch.float32 for v in loaded.model.state_dict().values())
+    (text,) = sample_text(loaded.model, loaded.vocab, "First", length=40, seed=1)
+    assert text.startswith("First") and len(text) == 45
+    sampling = ["sample", "--model", str(two), "--length", "20", "--seed", "1"]
+    result = CliRunner().invoke(cli, sampling)
+    assert result.exit_code == 0 and len(result.stdout) >= 20
+
+
+def test_a_ddp_state_resumes_in_one_process_on_the_same_trajectory(runs, tmp_path):
+    one, two, _ = runs
+    run = tmp_path / "run"
+    shutil.copytree(two, run)
+    for path in checkpoint.list_states(run):  # as if the two processes were killed at step 10
+        if checkpoint.load_state(path).meta["loop"]["step"] > 10:
+            path.unlink()
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run), "-q", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert_same_trajectory(read_log(one, STEP_LOG), read_log(run, STEP_LOG))
+    assert checkpoint.latest_state(run).meta["runtime"]["world_size"] == 1
+
+
+def test_each_rank_reads_its_own_rows_of_the_one_process_layout():
+    ids = np.arange(1000, dtype=np.uint16)
+    whole = BatchStreams(ids, 4, 8)
+    halves = [BatchStreams(ids, 4, 8, ProcessGroup(rank, 2).rows(4)) for rank in (0, 1)]
+    for _ in range(40):  # across an epoch boundary
+        x, y, new_epoch = whole.next()
+        parts = [half.next() for half in halves]
+        assert torch.equal(torch.cat([p[0] for p in parts]), x)
+        assert torch.equal(torch.cat([p[1] for p in parts]), y)
+        assert all(p[2] == new_epoch for p in parts)
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused():
+    with pytest.raises(CharRNNError, match="--batch-size 5 does not split evenly over 2"):
+        ProcessGroup(0, 2).rows(5)
+
+
+def test_device_auto_is_cuda_when_present_else_cpu():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu").type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--device", "cuda"], "--device cuda: no CUDA device is available"),
+        (["--precision", "bf16"], "--precision bf16 needs a CUDA device"),
+        (["--device", "cpu", "--precision", "fp16"], "--precision fp16 needs a CUDA device"),
+    ],
+)
+def test_a_device_or_precision_this_machine_lacks_is_one_clear_line(
+    tmp_path, tiny_corpus_file, options, message
+):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(tiny_corpus_file), "--out", str(run), *options])
+    assert result.exit_code == 1 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not run.exists()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_saves_float32_and_resumes_in_fp32(
+    tmp_path, tiny_corpus_file, precision
+):
+    # The CLI offers mixed precision on CUDA only, but the code path (autocast, GradScaler)
+    # is the same on the CPU, where oneDNN's vanilla RNN (unlike its LSTM) has bf16 and fp16.
+    prepared = preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
+    model = ModelConfig(vocab_size=len(prepared.vocab), cell="rnn", hidden=16, embedding=4)
+    config = TrainConfig(
+        max_time=0, max_steps=12, batch_size=4, seq_len=8, seed=2, checkpoint_every=0
+    )
+    train(prepared, model, config, tmp_path / "fp32")
+    mixed = Runtime(torch.device("cpu"), precision)
+    with pytest.raises(TrainingInterrupted):
+        stop_at_6 = iter([False] * 6 + [True]).__next__
+        train(prepared, model, config, tmp_path / "run", should_stop=stop_at_6, runtime=mixed)
+    state = checkpoint.latest_state(tmp_path / "run")
+    assert state.meta["runtime"]["precision"] == precision
+    assert ("grad_scaler" in state.meta) == (precision == "fp16")
+    assert state.tensors["hidden.0"].dtype == torch.float32  # (L, B, H), whatever autocast gave
+    assert all(v.dtype == torch.float32 for v in state.group("model").values())
+    # Autocast really ran: the first loss differs from fp32's, by rounding only.
+    first_mixed = read_log(tmp_path / "run", STEP_LOG)[0]["loss"]
+    first_fp32 = read_log(tmp_path / "fp32", STEP_LOG)[0]["loss"]
+    assert first_mixed != first_fp32 and first_mixed == pytest.approx(first_fp32, rel=2e-2)
+
+    result = Trainer.resume(tmp_path / "run").run()  # the same run, now in fp32
+    assert result.steps == 12 and math.isfinite(result.best_val_nats)
+    assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path / "run", STEP_LOG))
+    loaded = load_model(tmp_path / "run")
+    assert all(v.dtype == torch.float32 for v in loaded.model.state_dict().values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_on_cuda_saves_a_float32_model_that_loads_on_the_cpu(
+    tmp_path, tiny_corpus_file, precision
+):
+    run = tmp_path / "run"
+    args = ["train", str(tiny_corpus_file), "--out", str(run), "-q", *ARGS]
+    result = CliRunner().invoke(cli, [*args, "--device", "cuda", "--precision", precision])
+    assert result.exit_code == 0, result.output
+    loaded = load_model(run)
+    assert all(v.device.type == "cpu" for v in loaded.model.state_dict().values())
+    assert all(v.dtype == torch.float32 for v in loaded.model.state_dict().values())
+    assert read_log(run, METRICS_LOG)[-1]["val_loss"] < 4.0
