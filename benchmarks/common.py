@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,18 +19,28 @@ PLAIN_LSTM = SHARED / "bench" / "plain_lstm.py"
 
 def run_json(cmd: list[str], env: dict | None = None) -> tuple[dict, float]:
     """Run a command whose last stdout line is JSON; return it and the wall time."""
-    began = time.perf_counter()
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    wall = time.perf_counter() - began
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-3000:])
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
+    result, wall, _ = run_measured(cmd, env)
+    return result, wall
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[dict, float, float]:
+    """Like run_json, plus the command's peak resident memory in MB, from the kernel
+    (wait4's ru_maxrss of that one child)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        began = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=err, text=True, env={**os.environ, **(env or {})}
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - began
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            sys.stderr.write(err.read()[-3000:])
+            raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}")
+        result = json.loads(out.read().strip().splitlines()[-1])
+    return result, wall, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def charrnn(*args: str) -> list[str]:

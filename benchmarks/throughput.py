@@ -1,6 +1,7 @@
 """Training throughput at the reference shape (1x512 LSTM, batch 64, seq 64), same run:
 plain_lstm.py, charrnn with the same shape (embedding 512), and charrnn with its own
-64-wide embedding; model FLOP/s as a fraction of the sgemm peak measured here too.
+64-wide embedding; model FLOP/s as a fraction of the sgemm peak measured here too,
+and each training process's peak resident memory.
 
     python -m benchmarks.throughput [--seconds 30]
 """
@@ -14,7 +15,7 @@ import time
 
 import torch
 
-from .common import TRAIN, VAL, charrnn, plain_lstm, run_json
+from .common import TRAIN, VAL, charrnn, plain_lstm, run_measured
 
 HIDDEN, VOCAB = 512, 84
 
@@ -42,17 +43,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     peak = sgemm_peak()
     rows = [{"name": "sgemm 2048", "gflop_per_s": round(peak / 1e9, 1)}]
-    plain, _ = run_json(plain_lstm(TRAIN, VAL, args.seconds))
+    plain, _, plain_rss = run_measured(plain_lstm(TRAIN, VAL, args.seconds))
     rows.append(
         {
             "name": "plain_lstm.py 1x512 B64 T64",
             "chars_per_s": plain["chars_per_s"],
             "flops_per_char": train_flops_per_char(HIDDEN),
+            "peak_rss_mb": round(plain_rss),
         }
     )
     for embedding in (HIDDEN, 64):
         with tempfile.TemporaryDirectory() as tmp:
-            result, _ = run_json(
+            result, _, rss = run_measured(
                 charrnn(
                     "train",
                     str(TRAIN),
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                 "name": f"charrnn 1x512 B64 T64 embedding {embedding}",
                 "chars_per_s": round(result["chars_per_s"]),
                 "flops_per_char": train_flops_per_char(embedding),
+                "peak_rss_mb": round(rss),
             }
         )
     for row in rows[1:]:
