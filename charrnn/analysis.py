@@ -241,7 +241,8 @@ def correlations(values: np.ndarray, feature: np.ndarray) -> np.ndarray:
     denominator = np.sqrt((x * x).sum(axis=0) * (y * y).sum())
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (x * y[:, None]).sum(axis=0) / denominator
-    return np.nan_to_num(r, nan=0.0)
+    # A unit that never changes has no correlation (rounding would make it ~1e-17).
+    return np.where(np.ptp(values, axis=0) > 0, np.nan_to_num(r, nan=0.0), 0.0)
 
 
 @dataclass(frozen=True)

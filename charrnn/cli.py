@@ -784,7 +784,8 @@ def score(
         from .render_html import surprisal_report
 
         about = [("model", str(loaded.path)), ("texts", str(len(items)))]
-        about += [(k, v) for k, v in _score_summary(totals)]
+        if len(items) > 1:
+            about += [(f"total: {k}", v) for k, v in _score_summary(totals)]
         _write_html(
             html_file, surprisal_report("charrnn score", list(zip(labels, analyses)), about)
         )

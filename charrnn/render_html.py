@@ -140,8 +140,8 @@ def surprisal_report(
     body = [summary_table(about), surprisal_legend_html()]
     for label, analysis in sections:
         body.append(f"<h2>{escape(label)}</h2>")
-        body.append(summary_table(score_rows(analysis)))
         body.append(surprisal_html(analysis))
+        body.append(summary_table(score_rows(analysis)))
     return page(title, "\n".join(body))
 
 
