@@ -40,6 +40,11 @@ def shown_char(char: str) -> str:
     return char
 
 
+def char_label(char: str) -> str:
+    """A character standing alone in a table cell: a space shows as ␣."""
+    return "␣" if char == " " else shown_char(char)
+
+
 def _style(rgb) -> Style:
     if rgb is None:
         return Style(dim=True)
@@ -106,7 +111,8 @@ def score_line(analysis: TextAnalysis) -> str:
 
 def top_table(analysis: TextAnalysis, positions: list[int], title: str | None = None) -> Table:
     """For each position: the character, its probability and surprisal, and the
-    model's K most likely characters there (the actual one in bold)."""
+    model's K most likely characters there (the actual one in bold; ␣ is a space,
+    ↵ a newline)."""
     k = analysis.top_probs.shape[1]
     table = Table(title=title)
     table.add_column("pos", justify="right")
@@ -120,12 +126,12 @@ def top_table(analysis: TextAnalysis, positions: list[int], title: str | None = 
         char = analysis.text[pos]
         p = analysis.probs[pos]
         if math.isnan(p):
-            table.add_row(str(pos), repr(char), "-", "-", *["" for _ in range(k)])
+            table.add_row(str(pos), char_label(char), "-", "-", *["" for _ in range(k)])
             continue
         cells = []
         for alt, q in zip(analysis.top_chars[pos], analysis.top_probs[pos].tolist()):
-            cells.append(Text(f"{alt!r} {q:.3f}", style="bold" if alt == char else ""))
-        table.add_row(str(pos), repr(char), f"{p:.4f}", f"{bits[pos]:.2f}", *cells)
+            cells.append(Text(f"{char_label(alt)} {q:.3f}", style="bold" if alt == char else ""))
+        table.add_row(str(pos), char_label(char), f"{p:.4f}", f"{bits[pos]:.2f}", *cells)
     return table
 
 
@@ -158,7 +164,7 @@ def activation_legend(name: str, color: bool) -> Text | str:
 
 
 def units_table(matches: list[UnitMatch], feature: str, layer: int) -> Table:
-    table = Table(title=f"r with {feature}, layer {layer}")
+    table = Table(title=f"r with {feature}, layer {layer}", min_width=36)
     table.add_column("state")
     table.add_column("unit", justify="right")
     table.add_column("r", justify="right")

@@ -58,7 +58,7 @@ def test_score_top_and_json(runner, tiny_run):
     model = ["--model", str(tiny_run[0])]
     table = ok(runner.invoke(cli, ["score", *model, "--top", "3", "--at", "1", "All:"]))
     assert "#3" in table.stdout and "#4" not in table.stdout
-    assert "│   1 │ 'l'" in table.stdout and "│   0 │" not in table.stdout
+    assert "│   1 │ l    │" in table.stdout and "│   0 │" not in table.stdout
     result = ok(runner.invoke(cli, ["score", *model, "--json", "--top", "2", "All:", "Sp"]))
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [len(r["per_char"]) for r in rows[:2]] == [4, 2] and "per_char" not in rows[2]
