@@ -850,9 +850,9 @@ def _states(spec: str, cell: str) -> tuple[str, ...]:
         elif part in recorded_names(cell):
             names.append(part)
         else:
+            choices = ", ".join(recorded_names(cell) + (("gates",) if GATES[cell] else ()))
             raise click.BadParameter(
-                f"{part!r} is not recorded for a {cell} model; choose from "
-                f"{', '.join(recorded_names(cell))} or gates" * bool(GATES[cell]),
+                f"{part!r} is not recorded for a {cell} model; choose from {choices}",
                 param_hint="--state",
             )
     if not names:

@@ -100,6 +100,8 @@ def surprisal_legend(color: bool) -> Text | str:
 
 def score_line(analysis: TextAnalysis) -> str:
     result = analysis.score()
+    if not result.chars:
+        return "no character scored"
     line = (
         f"{result.bits_per_char:.4f} bits/char, {result.nats_per_char:.4f} nats/char, "
         f"perplexity {result.perplexity:.3f}, {result.chars} characters"

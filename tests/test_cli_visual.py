@@ -160,6 +160,47 @@ def test_inspect_errors(runner, tiny_run):
     )
 
 
+def test_inspect_a_vanilla_rnn(runner, tmp_path):
+    from charrnn.model import CharRNN
+    from charrnn.modelfile import save_model
+    from charrnn.vocab import Vocabulary
+
+    vocab = Vocabulary.from_text("ab (c)\n")
+    path = tmp_path / "rnn.safetensors"
+    save_model(path, CharRNN(ModelConfig(len(vocab), cell="rnn", hidden=6, embedding=3)), vocab)
+    model = ["--model", str(path)]
+    fails(
+        runner.invoke(
+            cli, ["inspect", "--cells", *model, "--units", "1", "--state", "gates", "ab"]
+        ),
+        "a vanilla RNN has no gates",
+        2,
+    )
+    fails(
+        runner.invoke(cli, ["inspect", "--cells", *model, "--units", "1", "--state", "c", "ab"]),
+        "choose from h",
+        2,
+    )
+    out = ok(
+        runner.invoke(
+            cli,
+            [
+                "inspect",
+                "--cells",
+                *model,
+                "--find",
+                "brackets",
+                "--count",
+                "6",
+                "--json",
+                "a (b (c)) a\nb",
+            ],
+        )
+    )
+    data = json.loads(out.stdout)
+    assert sorted(m["unit"] for m in data["matches"]) == list(range(6))
+
+
 def test_info_run_dir_model_file_and_errors(runner, tiny_run, tmp_path):
     run = tiny_run[0]
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
