@@ -196,8 +196,17 @@ def activations_report(
 SERIES = [("train_loss", "train", "#1f77b4"), ("val_loss", "validation", "#d62728")]
 
 
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    return [low + (high - low) * i / (count - 1) for i in range(count)]
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About `count` round values (1, 2, 2.5 or 5 times a power of ten) in [low, high]."""
+    span = high - low
+    raw = span / max(count - 1, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    ticks, value = [], math.ceil(low / step) * step
+    while value <= high + 1e-9 * span:
+        ticks.append(value)
+        value += step
+    return ticks
 
 
 def loss_svg(history: list[dict], width: int = 720, height: int = 360) -> str:
@@ -232,13 +241,13 @@ def loss_svg(history: list[dict], width: int = 720, height: int = 360) -> str:
     def py(loss: float) -> float:
         return top + (y1 - loss) / (y1 - y0) * plot_h
 
-    for value in _ticks(y0, y1):
+    for value in nice_ticks(y0, y1):
         y = py(value)
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.3f}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.2f}</text>'
         )
-    for value in _ticks(x0, x1):
+    for value in (v for v in nice_ticks(x0, x1) if v == int(v)):
         x = px(value)
         parts.append(
             f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" y2="{top + plot_h + 5}" '

@@ -13,7 +13,13 @@ from charrnn.analysis import analyze_text, record_activations
 from charrnn.colorscale import activation_rgb, digit, surprisal_digit, surprisal_rgb
 from charrnn.config import ModelConfig
 from charrnn.model import CharRNN
-from charrnn.render_html import activations_report, info_report, loss_svg, surprisal_report
+from charrnn.render_html import (
+    activations_report,
+    info_report,
+    loss_svg,
+    nice_ticks,
+    surprisal_report,
+)
 from charrnn.render_terminal import (
     NEWLINE_MARK,
     digit_rows,
@@ -147,6 +153,13 @@ def test_loss_plot_text():
     assert grid[0][7] == "o"  # the first validation loss: top left corner
     assert "·" in "".join(grid) and "step 0" in lines[11] and lines[11].endswith("100")
     assert loss_plot([]) == ["(no loss records to plot)"]
+
+
+def test_nice_ticks():
+    assert nice_ticks(30, 300) == [100, 200, 300]
+    assert nice_ticks(0, 40) == [0, 10, 20, 30, 40]
+    assert nice_ticks(1.81, 3.52) == [2.0, 2.5, 3.0, 3.5]
+    assert nice_ticks(0, 1) == [0, 0.25, 0.5, 0.75, 1.0]
 
 
 def test_loss_svg_has_a_line_per_series():
