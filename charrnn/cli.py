@@ -929,8 +929,8 @@ def inspect(
 ):
     """See what single units respond to: TEXT coloured by each unit's activation.
 
-    Records the activations of one layer while reading TEXT (or --file, or
-    stdin). --find quotes|brackets|line-position lists the units whose
+    Records the activations of one layer while reading TEXT (\\n in it is a
+    newline), --file, or stdin. --find quotes|brackets|line-position lists the units whose
     activation follows that feature most closely (Pearson r): the classic
     quote-detecting cell. Colour follows the terminal, as for `score --show`.
     """
@@ -1128,9 +1128,7 @@ def _print_details(analyses, labels, positions, show, top) -> None:
 
 
 def _trim_top(analysis, top):
-    import dataclasses as dc
-
-    return dc.replace(
+    return dataclasses.replace(
         analysis,
         top_chars=[row[:top] for row in analysis.top_chars],
         top_probs=analysis.top_probs[:, :top],

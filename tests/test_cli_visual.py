@@ -126,6 +126,10 @@ def test_inspect_cells(runner, tiny_run, tmp_path):
     assert {m["state"] for m in data["matches"]} <= {"h", "c"}
     assert abs(data["matches"][0]["r"]) >= abs(data["matches"][-1]["r"])
     assert len(data["units"][0]["values"]) == len(text)
+    escaped = ok(
+        runner.invoke(cli, ["inspect", "--cells", *model, "--units", "0", "--json", "A\\nB"])
+    )
+    assert json.loads(escaped.stdout)["text"] == "A\nB"  # \n in TEXT is a newline
     page = tmp_path / "cells.html"
     coloured = ok(
         runner.invoke(
