@@ -58,6 +58,24 @@ class TextAnalysis:
         with np.errstate(divide="ignore"):
             return -np.log2(self.probs)
 
+    def records(self, positions: list[int], top: int = 0) -> list[dict]:
+        """JSON-ready per-character figures; with top > 0, the `top` best alternatives."""
+        bits = self.surprisal_bits
+        out = []
+        for pos in positions:
+            predicted = not np.isnan(self.probs[pos])
+            record = {
+                "pos": pos,
+                "char": self.text[pos],
+                "prob": float(self.probs[pos]) if predicted else None,
+                "bits": float(bits[pos]) if predicted else None,
+            }
+            if top and predicted:
+                best = zip(self.top_chars[pos][:top], self.top_probs[pos][:top].tolist())
+                record["top"] = [[char, p] for char, p in best]
+            out.append(record)
+        return out
+
     def score(self) -> TextScore:
         """The same summary `charrnn score` gives for this text."""
         scored = self.probs[~np.isnan(self.probs)]

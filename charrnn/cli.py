@@ -794,7 +794,7 @@ def score(
             shown = doc_file if kind == "file" else text
             record = {"text": shown, **result.to_dict()}
             if analyses is not None and (show or top):
-                record["per_char"] = _char_records(analyses[index], positions[index], top)
+                record["per_char"] = analyses[index].records(positions[index], top or 0)
             click.echo(json.dumps(record, ensure_ascii=False))
         click.echo(json.dumps({"total": True, "texts": len(results), **totals.to_dict()}))
     else:
@@ -1085,28 +1085,6 @@ def _score_summary(result) -> list[tuple[str, str]]:
         ("perplexity", f"{result.perplexity:.3f}"),
         ("unknown characters skipped", str(result.unknown_chars)),
     ]
-
-
-def _char_records(analysis, positions, top) -> list[dict]:
-    bits = analysis.surprisal_bits
-    records = []
-    for pos in positions:
-        predicted = not math.isnan(analysis.probs[pos])
-        record = {
-            "pos": pos,
-            "char": analysis.text[pos],
-            "prob": float(analysis.probs[pos]) if predicted else None,
-            "bits": float(bits[pos]) if predicted else None,
-        }
-        if top and predicted:
-            record["top"] = [
-                [char, p]
-                for char, p in zip(
-                    analysis.top_chars[pos][:top], analysis.top_probs[pos][:top].tolist()
-                )
-            ]
-        records.append(record)
-    return records
 
 
 def _print_details(analyses, labels, positions, show, top) -> None:
