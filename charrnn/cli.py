@@ -654,6 +654,12 @@ def _load(model_path):
     is_flag=True,
     help="Drop prime characters the model has never seen, with a warning (default: error).",
 )
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Also write a self-contained HTML report of the samples coloured by surprisal.",
+)
 def sample(
     model_path,
     prime,
@@ -666,6 +672,7 @@ def sample(
     num_samples,
     separator,
     skip_unknown,
+    html_file,
 ):
     """Generate text from a model; it streams to stdout as it is produced."""
     from .sample import generate
@@ -700,20 +707,39 @@ def sample(
         seed,
     )
     out = sys.stdout
+    pieces = [[prime] for _ in range(num_samples)]
     if num_samples == 1:
         out.write(prime)
         for chars in steps:
             out.write(chars[0])
+            pieces[0].append(chars[0])
             if chars[0] == "\n":
                 out.flush()
         out.write("\n")
     else:
-        pieces = [[prime] for _ in range(num_samples)]
         for chars in steps:
             for piece, char in zip(pieces, chars):
                 piece.append(char)
         out.write(separator.join("".join(piece) for piece in pieces) + "\n")
     out.flush()
+    if html_file:
+        from .analysis import analyze_text
+        from .render_html import surprisal_report
+
+        samples = ["".join(piece) for piece in pieces]
+        sections = [
+            (f"sample {n + 1}", analyze_text(loaded.model, loaded.vocab, text))
+            for n, text in enumerate(samples)
+        ]
+        about = [
+            ("model", str(loaded.path)),
+            ("prime", repr(prime)),
+            ("temperature", f"{temperature:g}"),
+            ("top-k / top-p", f"{top_k} / {top_p:g}"),
+            ("seed", str(seed)),
+            ("note", "surprisal is the model's own, at temperature 1"),
+        ]
+        _write_html(html_file, surprisal_report("charrnn sample", sections, about))
 
 
 def _preview(text: str, width: int = 40) -> str:
@@ -748,12 +774,48 @@ def _preview(text: str, width: int = 40) -> str:
     help="Characters the model has never seen are an error (by default they are skipped "
     "and counted).",
 )
+@click.option(
+    "--show",
+    is_flag=True,
+    help="Print each text coloured by surprisal (bits) per character, with a legend.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(1),
+    help="Show the model's K most likely next characters at each position.",
+)
+@click.option(
+    "--at",
+    "at_position",
+    type=click.IntRange(0),
+    help="With --top: only this position (0 = the first character).",
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Write a self-contained HTML report: coloured text, per-character tooltips.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per text, then totals.")
-def score(texts, model_path, lines_file, doc_file, exact, strict, as_json):
+def score(
+    texts,
+    model_path,
+    lines_file,
+    doc_file,
+    exact,
+    strict,
+    show,
+    top,
+    at_position,
+    html_file,
+    as_json,
+):
     """Score TEXTS: log-probability, nats and bits per character, perplexity.
 
     Each argument is one text. With no TEXTS, --lines or --file, reads one
-    text per line from stdin.
+    text per line from stdin. --show, --top and --html show what the model
+    expected at each character (with --json: a "per_char" list per text).
+    Colour follows the terminal; NO_COLOR=1 turns it off, FORCE_COLOR=1 on.
     """
     from .score import score_text, score_texts, total
     from .textfile import read_text
@@ -776,12 +838,38 @@ def score(texts, model_path, lines_file, doc_file, exact, strict, as_json):
     if doc_file is not None:
         results.append(score_text(loaded.model, loaded.vocab, items[-1][1], exact=exact))
     totals = total(results)
+    if at_position is not None and not top:
+        raise click.UsageError("--at goes with --top K")
+    analyses = None
+    if show or top or html_file:
+        from .analysis import analyze_text
+
+        analyses = [
+            analyze_text(loaded.model, loaded.vocab, text, top_k=max(top or 0, 5))
+            for _, text in items
+        ]
+        labels = [doc_file if kind == "file" else _preview(text) for kind, text in items]
+        positions = [_positions(a, at_position) for a in analyses]
+    if html_file:
+        from .render_html import surprisal_report
+
+        about = [("model", str(loaded.path)), ("texts", str(len(items)))]
+        if len(items) > 1:
+            about += [(f"total: {k}", v) for k, v in _score_summary(totals)]
+        _write_html(
+            html_file, surprisal_report("charrnn score", list(zip(labels, analyses)), about)
+        )
     if as_json:
-        for (kind, text), result in zip(items, results):
+        for index, ((kind, text), result) in enumerate(zip(items, results)):
             shown = doc_file if kind == "file" else text
-            click.echo(json.dumps({"text": shown, **result.to_dict()}, ensure_ascii=False))
+            record = {"text": shown, **result.to_dict()}
+            if analyses is not None and (show or top):
+                record["per_char"] = analyses[index].records(positions[index], top or 0)
+            click.echo(json.dumps(record, ensure_ascii=False))
         click.echo(json.dumps({"total": True, "texts": len(results), **totals.to_dict()}))
     else:
+        if show or top:
+            _print_details(analyses, labels, positions, show, top)
         click.echo(
             f"{'bits/char':>9} {'nats/char':>9} {'perplexity':>10} {'chars':>8} "
             f"{'log-prob':>11}  text"
@@ -802,6 +890,311 @@ def score(texts, model_path, lines_file, doc_file, exact, strict, as_json):
             f"warning: skipped {totals.unknown_chars} character(s) the model has never "
             f"seen: {', '.join(repr(c) for c in unknown[:10])}"
         )
+
+
+# --------------------------------------------------------------------------- inspect / info
+def _read_one_text(text, text_file) -> str:
+    from .textfile import read_text
+
+    if text is not None and text_file is not None:
+        raise click.UsageError("give TEXT or --file, not both")
+    if text_file is not None:
+        return sys.stdin.read() if text_file == "-" else read_text(text_file)
+    if text is not None:
+        return text.replace("\\n", "\n")
+    if sys.stdin.isatty():
+        raise click.UsageError("give TEXT, --file FILE, or pipe text in")
+    return sys.stdin.read()
+
+
+def _states(spec: str, cell: str) -> tuple[str, ...]:
+    """--state h,c or gates or single gate letters, checked against the cell."""
+    from .analysis import GATES, recorded_names
+
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        if part == "gates":
+            if not GATES[cell]:
+                raise click.BadParameter("a vanilla RNN has no gates", param_hint="--state")
+            names += GATES[cell]
+        elif part in recorded_names(cell):
+            names.append(part)
+        else:
+            choices = ", ".join(recorded_names(cell) + (("gates",) if GATES[cell] else ()))
+            raise click.BadParameter(
+                f"{part!r} is not recorded for a {cell} model; choose from {choices}",
+                param_hint="--state",
+            )
+    if not names:
+        raise click.BadParameter("name at least one state", param_hint="--state")
+    return tuple(dict.fromkeys(names))
+
+
+def _units(spec: str | None) -> list[int]:
+    if not spec:
+        return []
+    units = []
+    for part in spec.split(","):
+        try:
+            if "-" in part.strip()[1:]:
+                first, last = part.split("-", 1)
+                units += range(int(first), int(last) + 1)
+            else:
+                units.append(int(part))
+        except ValueError:
+            raise click.BadParameter(
+                f"{part!r}: give unit numbers like 3,17 or 0-7", param_hint="--units"
+            ) from None
+    return units
+
+
+@cli.command()
+@click.argument("text", required=False)
+@MODEL_OPTION
+@click.option("--cells", is_flag=True, help="Show hidden-unit activations (the only mode for now).")
+@click.option(
+    "--file",
+    "text_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read the text from FILE ('-' = stdin).",
+)
+@click.option("--units", help="Units to show, e.g. 3,17 or 0-7.")
+@click.option(
+    "--state",
+    "state_spec",
+    default="h",
+    show_default=True,
+    help="What to show: h (hidden), c (LSTM cell state, coloured as tanh c), gates, or "
+    "single gates: i,f,g,o (LSTM), r,z,n (GRU); comma-separated.",
+)
+@click.option(
+    "--layer",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Layer to record (0 = first, -1 = last).",
+)
+@click.option(
+    "--find",
+    type=click.Choice(["quotes", "brackets", "line-position"]),
+    help="List the units (of --state) most correlated with this feature of the text, "
+    "and show the best ones unless --units is given.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Units listed by --find.",
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Write a self-contained HTML page of the activations.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print activations and matches as JSON.")
+def inspect(
+    text, model_path, cells, text_file, units, state_spec, layer, find, count, html_file, as_json
+):
+    """See what single units respond to: TEXT coloured by each unit's activation.
+
+    Records the activations of one layer while reading TEXT (\\n in it is a
+    newline), --file, or stdin. --find quotes|brackets|line-position lists the units whose
+    activation follows that feature most closely (Pearson r): the classic
+    quote-detecting cell. Colour follows the terminal, as for `score --show`.
+    """
+    from .analysis import find_units, record_activations, select_units, value_range
+
+    if not cells:
+        raise click.UsageError("choose what to inspect: --cells")
+    content = _read_one_text(text, text_file)
+    loaded = _load(model_path)
+    states = _states(state_spec, loaded.config.cell)
+    activations = record_activations(loaded.model, loaded.vocab, content, layer)
+    if not activations.text:
+        raise CharRNNError("the text has no character the model knows")
+    chosen = select_units(activations, _units(units))
+    matches = find_units(activations, find, states, count) if find else []
+    if chosen:
+        shown = [(name, unit) for unit in chosen for name in states]
+    elif matches:
+        shown = [(m.state, m.unit) for m in matches[:3]]
+    else:
+        raise click.UsageError("choose units: --units 3,17 or --find FEATURE")
+    if activations.unknown_chars:
+        _stderr(
+            f"warning: skipped {activations.unknown_chars} character(s) the model has never seen"
+        )
+    about = [
+        ("model", str(loaded.path)),
+        (
+            "layer",
+            f"{activations.layer} of {loaded.config.layers} ({loaded.config.cell}, "
+            f"{loaded.config.hidden} units)",
+        ),
+        ("characters", f"{len(activations.text):,}"),
+    ]
+    if html_file:
+        from .render_html import activations_report
+
+        _write_html(
+            html_file,
+            activations_report("charrnn inspect", activations, shown, about, matches, find),
+        )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "text": activations.text,
+                    "layer": activations.layer,
+                    "matches": [{"state": m.state, "unit": m.unit, "r": m.r} for m in matches],
+                    "units": [
+                        {
+                            "state": name,
+                            "unit": unit,
+                            "values": activations.values[name][:, unit].tolist(),
+                        }
+                        for name, unit in shown
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    from .render_terminal import (
+        activation_heatmap,
+        activation_legend,
+        activation_title,
+        units_table,
+    )
+
+    console = _stdout_console()
+    color = _colored(console)
+    if matches:
+        console.print(units_table(matches, find, activations.layer))
+    for name, unit in shown:
+        click.echo(activation_title(activations, name, unit))
+        _print_colored(console, color, activation_heatmap(activations, name, unit, color))
+    # One legend per value range: sigmoid gates lie in [0, 1], the rest in [-1, 1].
+    legends = {value_range(name): name for name, _ in shown}
+    for name in legends.values():
+        _print_colored(console, color, activation_legend(name, color))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(), required=False)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Write the same as an HTML page with an SVG chart of the losses.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+def info(path, html_file, as_json):
+    """Describe a model file or run directory: config, vocabulary, parameters,
+    best validation loss, and train / validation loss over steps (from the
+    run's metrics.jsonl). PATH defaults to the bundled model.
+    """
+    from .bundled import bundled_model
+    from .runinfo import run_info
+
+    described = run_info(path or bundled_model())
+    if html_file:
+        from .render_html import info_report
+
+        title = f"charrnn info: {described.loaded.path.name}"
+        _write_html(html_file, info_report(title, described.rows(), described.history))
+    if as_json:
+        click.echo(json.dumps(described.to_dict()))
+        return
+    from .render_terminal import info_table, loss_plot
+
+    console = _stdout_console()
+    console.print(info_table(described.rows(), "charrnn info"))
+    if described.history:
+        for line in loss_plot(described.history):
+            click.echo(line)
+    else:
+        click.echo(
+            "no training curves: the model file is not in a run directory with metrics.jsonl"
+        )
+
+
+def _stdout_console():
+    """A rich Console on stdout; rich itself decides on colour (a terminal or not,
+    NO_COLOR, FORCE_COLOR)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _colored(console) -> bool:
+    return console.color_system is not None and not console.no_color
+
+
+def _positions(analysis, at_position) -> list[int]:
+    if at_position is None:
+        return list(range(len(analysis.text)))
+    if at_position >= len(analysis.text):
+        raise click.BadParameter(
+            f"position {at_position} is past the end of a text of {len(analysis.text)} "
+            "scored character(s)",
+            param_hint="--at",
+        )
+    return [at_position]
+
+
+def _score_summary(result) -> list[tuple[str, str]]:
+    if not result.chars:
+        return [("characters scored", "0")]
+    return [
+        ("characters scored", f"{result.chars:,}"),
+        ("bits/char", f"{result.bits_per_char:.4f}"),
+        ("nats/char", f"{result.nats_per_char:.4f}"),
+        ("perplexity", f"{result.perplexity:.3f}"),
+        ("unknown characters skipped", str(result.unknown_chars)),
+    ]
+
+
+def _print_details(analyses, labels, positions, show, top) -> None:
+    from .render_terminal import score_line, surprisal_heatmap, surprisal_legend, top_table
+
+    console = _stdout_console()
+    color = _colored(console)
+    for analysis, label, where in zip(analyses, labels, positions):
+        if len(analyses) > 1:
+            click.echo(f"== {label}")
+        if show:
+            _print_colored(console, color, surprisal_heatmap(analysis, color))
+            click.echo(score_line(analysis))
+        if top:
+            console.print(top_table(_trim_top(analysis, top), where))
+    if show:
+        _print_colored(console, color, surprisal_legend(color))
+    click.echo()
+
+
+def _trim_top(analysis, top):
+    return dataclasses.replace(
+        analysis,
+        top_chars=[row[:top] for row in analysis.top_chars],
+        top_probs=analysis.top_probs[:, :top],
+    )
+
+
+def _print_colored(console, color, renderable) -> None:
+    if color:
+        console.print(renderable, soft_wrap=True)
+    else:
+        click.echo(renderable)
+
+
+def _write_html(path, html: str) -> None:
+    from .atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, html.encode("utf-8"))
+    _stderr(f"wrote {path}")
 
 
 def main():

@@ -1,0 +1,240 @@
+"""Terminal renderings of analyses: rich renderables and plain strings, never printed here.
+
+Coloured text (surprisal heatmaps, unit activations) comes as a rich Text; for
+output without colour (NO_COLOR, a pipe) the same information is a plain
+string with a row of digits under each line of text. Tables are rich Tables;
+the loss plot is plain text lines.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from .analysis import GATE_NAMES, Activations, TextAnalysis, UnitMatch, value_range
+from .analysis import display_value as squash
+from .colorscale import (
+    LEGEND_BITS,
+    activation_rgb,
+    digit,
+    surprisal_digit,
+    surprisal_rgb,
+    text_rgb,
+)
+
+NEWLINE_MARK = "↵"
+
+
+def shown_char(char: str) -> str:
+    """How a character appears in a heatmap: whitespace and controls made visible."""
+    if char == "\n":
+        return NEWLINE_MARK
+    if char == "\t":
+        return "⇥"
+    if ord(char) < 32 or 0x7F <= ord(char) < 0xA0:
+        return "·"
+    return char
+
+
+def char_label(char: str) -> str:
+    """A character standing alone in a table cell: a space shows as ␣."""
+    return "␣" if char == " " else shown_char(char)
+
+
+def _style(rgb) -> Style:
+    if rgb is None:
+        return Style(dim=True)
+    return Style(bgcolor=f"rgb{rgb}", color=f"rgb{text_rgb(rgb)}")
+
+
+def colored_text(text: str, colors: list) -> Text:
+    """Each character on its background colour (an (r, g, b) or None); a newline is
+    shown as a coloured ↵ and then breaks the line."""
+    out = Text()
+    for char, rgb in zip(text, colors):
+        out.append(shown_char(char), _style(rgb))
+        if char == "\n":
+            out.append("\n")
+    return out
+
+
+def digit_rows(text: str, digits: list[str]) -> str:
+    """Each line of text with a row of digits beneath it, one under each character."""
+    lines: list[str] = []
+    shown, marks = [], []
+    for char, mark in zip(text, digits):
+        shown.append(shown_char(char))
+        marks.append(mark)
+        if char == "\n":
+            lines += ["".join(shown), "".join(marks)]
+            shown, marks = [], []
+    if shown or not lines:
+        lines += ["".join(shown), "".join(marks)]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- surprisal
+def surprisal_heatmap(analysis: TextAnalysis, color: bool) -> Text | str:
+    bits = analysis.surprisal_bits.tolist()
+    if color:
+        return colored_text(analysis.text, [surprisal_rgb(b) for b in bits])
+    return digit_rows(analysis.text, [surprisal_digit(b) for b in bits])
+
+
+def surprisal_legend(color: bool) -> Text | str:
+    if not color:
+        return (
+            "surprisal: the digit under each character is its surprisal in whole bits "
+            "(0 = expected, 9 = 9 bits or more, . = not predicted)"
+        )
+    legend = Text("surprisal (bits): ")
+    for bits in LEGEND_BITS:
+        label = f" {bits}+ " if bits == LEGEND_BITS[-1] else f" {bits} "
+        legend.append(label, _style(surprisal_rgb(bits)))
+    return legend
+
+
+def score_line(analysis: TextAnalysis) -> str:
+    result = analysis.score()
+    if not result.chars:
+        return "no character scored"
+    line = (
+        f"{result.bits_per_char:.4f} bits/char, {result.nats_per_char:.4f} nats/char, "
+        f"perplexity {result.perplexity:.3f}, {result.chars} characters"
+    )
+    if analysis.unknown_chars:
+        line += f" ({analysis.unknown_chars} unknown skipped)"
+    return line
+
+
+def top_table(analysis: TextAnalysis, positions: list[int], title: str | None = None) -> Table:
+    """For each position: the character, its probability and surprisal, and the
+    model's K most likely characters there (the actual one in bold; ␣ is a space,
+    ↵ a newline)."""
+    k = analysis.top_probs.shape[1]
+    table = Table(title=title)
+    table.add_column("pos", justify="right")
+    table.add_column("char")
+    table.add_column("p", justify="right")
+    table.add_column("bits", justify="right")
+    for rank in range(k):
+        table.add_column(f"#{rank + 1}")
+    bits = analysis.surprisal_bits
+    for pos in positions:
+        char = analysis.text[pos]
+        p = analysis.probs[pos]
+        if math.isnan(p):
+            table.add_row(str(pos), char_label(char), "-", "-", *["" for _ in range(k)])
+            continue
+        cells = []
+        for alt, q in zip(analysis.top_chars[pos], analysis.top_probs[pos].tolist()):
+            cells.append(Text(f"{char_label(alt)} {q:.3f}", style="bold" if alt == char else ""))
+        table.add_row(str(pos), char_label(char), f"{p:.4f}", f"{bits[pos]:.2f}", *cells)
+    return table
+
+
+# --------------------------------------------------------------------------- activations
+def state_label(name: str) -> str:
+    fixed = {"h": "hidden state h", "c": "cell state c (as tanh c)"}
+    return fixed[name] if name in fixed else GATE_NAMES[name]
+
+
+def activation_heatmap(activations: Activations, name: str, unit: int, color: bool) -> Text | str:
+    low, high = value_range(name)
+    values = squash(name, activations.values[name][:, unit]).tolist()
+    if color:
+        return colored_text(activations.text, [activation_rgb(v, low, high) for v in values])
+    return digit_rows(activations.text, [digit(v, low, high) for v in values])
+
+
+def activation_title(activations: Activations, name: str, unit: int) -> str:
+    return f"layer {activations.layer} unit {unit}: {state_label(name)}"
+
+
+def activation_legend(name: str, color: bool) -> Text | str:
+    low, high = value_range(name)
+    if not color:
+        return f"activation: the digit under each character maps {low:g} .. {high:g} to 0 .. 9"
+    legend = Text("activation: ")
+    for value in np.linspace(low, high, 5).tolist():
+        legend.append(f" {value:+.1f} ", _style(activation_rgb(value, low, high)))
+    return legend
+
+
+def units_table(matches: list[UnitMatch], feature: str, layer: int) -> Table:
+    table = Table(title=f"r with {feature}, layer {layer}", min_width=36)
+    table.add_column("state")
+    table.add_column("unit", justify="right")
+    table.add_column("r", justify="right")
+    for match in matches:
+        table.add_row(match.state, str(match.unit), f"{match.r:+.3f}")
+    return table
+
+
+# --------------------------------------------------------------------------- info
+def info_table(rows: list[tuple[str, str]], title: str) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+PLOT_MARKS = {"train_loss": "·", "val_loss": "o"}
+
+
+def loss_plot(history: list[dict], width: int = 64, height: int = 14) -> list[str]:
+    """A text plot of train and validation loss (nats/char) over steps.
+
+    Each series is drawn with its own mark, linearly interpolated between
+    records; validation is drawn last so it shows where they overlap.
+    """
+    series = {
+        key: [(r["step"], r[key]) for r in history if r.get(key) is not None] for key in PLOT_MARKS
+    }
+    points = [p for values in series.values() for p in values]
+    if not points:
+        return ["(no loss records to plot)"]
+    steps = [s for s, _ in points]
+    losses = [v for _, v in points]
+    x0, x1 = min(steps), max(steps)
+    y0, y1 = min(losses), max(losses)
+    if y1 - y0 < 1e-9:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    grid = [[" "] * width for _ in range(height)]
+
+    def column(step: float) -> int:
+        return 0 if x1 == x0 else round((step - x0) / (x1 - x0) * (width - 1))
+
+    def row(loss: float) -> int:
+        return height - 1 - round((loss - y0) / (y1 - y0) * (height - 1))
+
+    for key, values in series.items():
+        mark = PLOT_MARKS[key]
+        for (s0, v0), (s1, v1) in zip(values, values[1:]):
+            c0, c1 = column(s0), column(s1)
+            for c in range(c0, c1 + 1):
+                t = 0.0 if c1 == c0 else (c - c0) / (c1 - c0)
+                grid[row(v0 + (v1 - v0) * t)][c] = mark
+        for s, v in values:
+            grid[row(v)][column(s)] = mark
+    label_width = max(len(f"{y1:.3f}"), len(f"{y0:.3f}"))
+    lines = []
+    for r, cells in enumerate(grid):
+        value = y1 - (y1 - y0) * r / (height - 1)
+        label = f"{value:.3f}" if r in (0, height // 2, height - 1) else ""
+        lines.append(f"{label:>{label_width}} |" + "".join(cells))
+    lines.append(" " * label_width + " +" + "-" * width)
+    left, right = f"step {x0:,}", f"{x1:,}"
+    lines.append(" " * (label_width + 2) + left + right.rjust(width - len(left)))
+    lines.append(
+        " " * (label_width + 2)
+        + "   ".join(f"{mark} {key.replace('_loss', '')}" for key, mark in PLOT_MARKS.items())
+        + "  (loss in nats/char)"
+    )
+    return lines

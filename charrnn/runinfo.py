@@ -1,0 +1,110 @@
+"""What a model file or run directory holds: its config, training facts and the
+run's validation history (RUN/metrics.jsonl, as train.py writes it). No printing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import MODELS_DIR
+from .modelfile import LoadedModel, load_model
+from .train import METRICS_LOG
+
+
+@dataclass
+class RunInfo:
+    loaded: LoadedModel
+    metrics_path: Path | None  # the run's metrics log, where one was found
+    history: list[dict]  # one record per validation: step, train_loss, val_loss, ...
+
+    @property
+    def best_val_nats(self) -> float | None:
+        losses = [r["val_loss"] for r in self.history if r.get("val_loss") is not None]
+        if losses:
+            return min(losses)
+        return self.loaded.info.get("val_nats")
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs describing the model and its training, for tables."""
+        config, info = self.loaded.config, self.loaded.info
+        rows = [
+            ("model file", str(self.loaded.path)),
+            ("cell", f"{config.cell}, {config.layers} layer(s) x {config.hidden} units"),
+            ("embedding", str(config.embedding)),
+            ("dropout", f"{config.dropout:g}"),
+            ("vocabulary", f"{len(self.loaded.vocab)} characters"),
+            ("parameters", f"{self.loaded.model.num_parameters():,}"),
+        ]
+        if "step" in info:
+            rows.append(("trained for", f"{info['step']:,} steps"))
+        if "chars_seen" in info:
+            rows.append(("characters seen", f"{info['chars_seen']:,}"))
+        if "val_nats" in info:
+            rows.append(("this model's validation", _nats(info["val_nats"])))
+        best = self.best_val_nats
+        if best is not None:
+            rows.append(("best validation", _nats(best)))
+        train_config = info.get("train_config") or {}
+        if train_config:
+            keys = ("seq_len", "batch_size", "lr", "max_time", "max_steps", "seed")
+            rows.append(
+                ("training", ", ".join(f"{k}={train_config[k]}" for k in keys if k in train_config))
+            )
+        if info.get("corpus"):
+            rows.append(("corpus", str(info["corpus"])))
+        rows.append(("metrics log", str(self.metrics_path) if self.metrics_path else "none found"))
+        return rows
+
+    def to_dict(self) -> dict:
+        return {
+            "model": str(self.loaded.path),
+            "config": self.loaded.config.to_dict(),
+            "vocab_size": len(self.loaded.vocab),
+            "parameters": self.loaded.model.num_parameters(),
+            "info": self.loaded.info,
+            "best_val_nats": self.best_val_nats,
+            "metrics": str(self.metrics_path) if self.metrics_path else None,
+            "history": self.history,
+        }
+
+
+def _nats(nats: float) -> str:
+    return f"{nats:.4f} nats/char ({nats / math.log(2):.4f} bits/char)"
+
+
+def find_metrics(path: Path, model_path: Path) -> Path | None:
+    """The metrics log of the run a model belongs to: RUN/metrics.jsonl for RUN,
+    RUN/best.safetensors or RUN/models/step-....safetensors."""
+    folders = [path] if path.is_dir() else [model_path.parent]
+    if model_path.parent.name == MODELS_DIR:
+        folders.append(model_path.parent.parent)
+    for folder in folders:
+        candidate = folder / METRICS_LOG
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics log; a line cut short (a killed run) ends it."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
+
+
+def run_info(path: str | Path) -> RunInfo:
+    """Describe a model file or a run directory (its best model and its metrics)."""
+    path = Path(path)
+    loaded = load_model(path)
+    metrics = find_metrics(path, loaded.path)
+    history = read_metrics(metrics) if metrics else []
+    return RunInfo(loaded, metrics, history)
