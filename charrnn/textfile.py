@@ -110,8 +110,10 @@ def _decoded_chunks(
             pending_cr = text.endswith("\r") and not final
             if pending_cr:
                 text = text[:-1]
+            if "\r" in text:  # a memchr; the replaces cost a pass each even when idle
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
             if text:
-                yield text.replace("\r\n", "\n").replace("\r", "\n")
+                yield text
             if final:
                 return
 
