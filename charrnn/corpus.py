@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import DataConfig
 from .errors import CorpusError
-from .textfile import iter_text_chunks
+from .textfile import CHUNK_BYTES, iter_text_chunks
 from .vocab import Vocabulary, code_points, smallest_id_dtype
 
 FORMAT_VERSION = 1
@@ -45,6 +45,9 @@ def _source_stamp(path: str | Path) -> dict:
 _TEXT_CONTROLS = np.array([9, 10, 12, 13], dtype=np.uint32)
 BINARY_CONTROL_SHARE = 0.01
 BINARY_REPLACEMENT_SHARE = 0.25
+# The check judges the text of the first read, 4 MiB (as it always has); later reads
+# are smaller, which is faster (see textfile.CHUNK_BYTES).
+FIRST_CHUNK_BYTES = 1 << 22
 _IS_CONTROL = np.zeros(128, dtype=bool)  # ASCII code point -> counted as a control
 _IS_CONTROL[:32] = _IS_CONTROL[127] = True
 _IS_CONTROL[_TEXT_CONTROLS] = False
@@ -102,10 +105,20 @@ class _VocabularyScan:
         return set(np.flatnonzero(self.seen).tolist())
 
 
+def _text_chunks(path, config: DataConfig, on_bytes=None):
+    return iter_text_chunks(
+        path,
+        **config.read_options(),
+        chunk_bytes=CHUNK_BYTES,
+        first_chunk_bytes=FIRST_CHUNK_BYTES,
+        on_bytes=on_bytes,
+    )
+
+
 def _scan(path: str | Path, config: DataConfig, on_bytes=None) -> tuple[set[int], int, int]:
     """Pass 1: the distinct code points, the character count, the control characters."""
     scan = _VocabularyScan(path)
-    for chunk in iter_text_chunks(path, **config.read_options(), on_bytes=on_bytes):
+    for chunk in _text_chunks(path, config, on_bytes):
         scan.add(chunk)
     return scan.points(), scan.count, scan.controls
 
@@ -116,7 +129,7 @@ def _write_ids(path, config, vocab, out, dtype, start, split_target, on_bytes=No
     split_target)."""
     pos = start
     cut = None
-    for chunk in iter_text_chunks(path, **config.read_options(), on_bytes=on_bytes):
+    for chunk in _text_chunks(path, config, on_bytes):
         # Plain writes, not a memory map: written pages must not stay resident.
         if chunk.isascii():  # one byte per character and per id: bytes.translate
             ids = vocab.encode_ascii(chunk.encode("ascii"))
