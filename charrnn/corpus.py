@@ -57,34 +57,40 @@ class _VocabularyScan:
     """Pass 1 over one source, chunk by chunk: the distinct code points, the
     character count, the control characters, and whether it is text at all.
 
-    ASCII chunks (most of most corpora) take a fast path on bytes: deleting the
-    characters already seen with bytes.translate leaves only new characters and
-    controls, usually nothing, so the chunk is looked at once, in C.
+    The ASCII part of a chunk (most of most corpora) is looked at as bytes:
+    deleting the characters already seen with bytes.translate leaves only new
+    characters and controls, usually nothing, in one pass in C.
     """
 
     def __init__(self, path):
         self.path = path
         self.seen = np.zeros(0x110000, dtype=bool)
         self.count = self.controls = 0
-        self._known_ascii = b""  # seen ASCII characters that are not controls
+        self._skipped = bytes(range(128, 256))  # seen ASCII non-controls, and non-ASCII
 
     def add(self, chunk: str) -> None:
         if chunk.isascii():  # O(1) on a str
-            rest = np.frombuffer(chunk.encode("ascii").translate(None, self._known_ascii), np.uint8)
-            control = rest[_IS_CONTROL[rest]]  # every control of the chunk is in `rest`
+            control = self._add_ascii(chunk.encode("ascii"))
             self._judge(len(chunk), control, 0)
-            self.seen[rest] = True
-            if len(rest) > len(control):  # new characters: skip them from now on
-                known = np.flatnonzero(self.seen[:128] & ~_IS_CONTROL)
-                self._known_ascii = known.astype(np.uint8).tobytes()
         else:
             cps = code_points(chunk)
-            low = cps[(cps < 32) | (cps == 127)]  # few: the test below runs on them only
-            control = low[~np.isin(low, _TEXT_CONTROLS)]
-            self._judge(len(cps), control, int((cps == 0xFFFD).sum()) if self.count == 0 else 0)
-            self.seen[cps] = True
+            wide = cps[cps >= 128]
+            self.seen[wide] = True
+            # Every non-ASCII point becomes 255, which the ASCII scan skips.
+            control = self._add_ascii(np.minimum(cps, 255).astype(np.uint8).tobytes())
+            self._judge(len(cps), control, int((wide == 0xFFFD).sum()) if not self.count else 0)
         self.controls += len(control)
         self.count += len(chunk)
+
+    def _add_ascii(self, data: bytes) -> np.ndarray:
+        """Mark the ASCII characters of `data` seen; return its controls."""
+        rest = np.frombuffer(data.translate(None, self._skipped), np.uint8)
+        control = rest[_IS_CONTROL[rest]]  # every control of the chunk is in `rest`
+        self.seen[rest] = True
+        if len(rest) > len(control):  # new characters: skip them from now on
+            known = np.flatnonzero(self.seen[:128] & ~_IS_CONTROL).astype(np.uint8)
+            self._skipped = known.tobytes() + bytes(range(128, 256))
+        return control
 
     def _judge(self, chars: int, control: np.ndarray, replaced: int) -> None:
         """Refuse a source whose first chunk does not look like text."""

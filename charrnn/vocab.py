@@ -114,7 +114,8 @@ class Vocabulary:
     def _lookup(self, points: np.ndarray) -> np.ndarray:
         """Ids of `points`, -1 where the vocabulary lacks the character."""
         # The table's last entry is -1, so clipping maps every larger point to "unknown".
-        return self._table[np.minimum(points, len(self._table) - 1)]
+        # take(mode="clip") clips as it gathers: several times faster than indexing.
+        return np.take(self._table, points, mode="clip")
 
     def known_mask(self, points: np.ndarray) -> np.ndarray:
         """Boolean array: which code points the vocabulary has."""
