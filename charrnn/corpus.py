@@ -21,7 +21,6 @@ from .textfile import CHUNK_BYTES, iter_text_chunks
 from .vocab import Vocabulary, code_points, smallest_id_dtype
 
 FORMAT_VERSION = 1
-NEWLINE = ord("\n")
 
 
 @dataclass
