@@ -17,11 +17,10 @@ import numpy as np
 
 from .config import DataConfig
 from .errors import CorpusError
-from .textfile import iter_text_chunks
+from .textfile import CHUNK_BYTES, iter_text_chunks
 from .vocab import Vocabulary, code_points, smallest_id_dtype
 
 FORMAT_VERSION = 1
-NEWLINE = ord("\n")
 
 
 @dataclass
@@ -45,31 +44,88 @@ def _source_stamp(path: str | Path) -> dict:
 _TEXT_CONTROLS = np.array([9, 10, 12, 13], dtype=np.uint32)
 BINARY_CONTROL_SHARE = 0.01
 BINARY_REPLACEMENT_SHARE = 0.25
+# The check judges the text of the first read, 4 MiB (as it always has); later reads
+# are smaller, which is faster (see textfile.CHUNK_BYTES).
+FIRST_CHUNK_BYTES = 1 << 22
+_IS_CONTROL = np.zeros(128, dtype=bool)  # ASCII code point -> counted as a control
+_IS_CONTROL[:32] = _IS_CONTROL[127] = True
+_IS_CONTROL[_TEXT_CONTROLS] = False
+
+
+class _VocabularyScan:
+    """Pass 1 over one source, chunk by chunk: the distinct code points, the
+    character count, the control characters, and whether it is text at all.
+
+    The ASCII part of a chunk (most of most corpora) is looked at as bytes:
+    deleting the characters already seen with bytes.translate leaves only new
+    characters and controls, usually nothing, in one pass in C.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.seen = np.zeros(0x110000, dtype=bool)
+        self.count = self.controls = 0
+        self._skipped = bytes(range(128, 256))  # seen ASCII non-controls, and non-ASCII
+
+    def add(self, chunk: str) -> None:
+        if chunk.isascii():  # O(1) on a str
+            control = self._add_ascii(chunk.encode("ascii"))
+            self._judge(len(chunk), control, 0)
+        else:
+            cps = code_points(chunk)
+            wide = cps[cps >= 128]
+            self.seen[wide] = True
+            # Every non-ASCII point becomes 255, which the ASCII scan skips.
+            control = self._add_ascii(np.minimum(cps, 255).astype(np.uint8).tobytes())
+            self._judge(len(cps), control, int((wide == 0xFFFD).sum()) if not self.count else 0)
+        self.controls += len(control)
+        self.count += len(chunk)
+
+    def _add_ascii(self, data: bytes) -> np.ndarray:
+        """Mark the ASCII characters of `data` seen; return its controls."""
+        rest = np.frombuffer(data.translate(None, self._skipped), np.uint8)
+        control = rest[_IS_CONTROL[rest]]  # every control of the chunk is in `rest`
+        self.seen[rest] = True
+        if len(rest) > len(control):  # new characters: skip them from now on
+            known = np.flatnonzero(self.seen[:128] & ~_IS_CONTROL).astype(np.uint8)
+            self._skipped = known.tobytes() + bytes(range(128, 256))
+        return control
+
+    def _judge(self, chars: int, control: np.ndarray, replaced: int) -> None:
+        """Refuse a source whose first chunk does not look like text."""
+        if self.count:
+            return
+        bad_controls = len(control)
+        if (
+            (control == 0).any()
+            or bad_controls > BINARY_CONTROL_SHARE * chars
+            or replaced > BINARY_REPLACEMENT_SHARE * chars
+        ):
+            raise CorpusError(
+                f"{self.path}: looks like a binary file, not text ({bad_controls} control and "
+                f"{replaced} undecodable characters in the first {chars})"
+            )
+
+    def points(self) -> set[int]:
+        return set(np.flatnonzero(self.seen).tolist())
+
+
+def _text_chunks(path, config: DataConfig, on_bytes=None):
+    return iter_text_chunks(
+        path,
+        **config.read_options(),
+        chunk_bytes=CHUNK_BYTES,
+        first_chunk_bytes=FIRST_CHUNK_BYTES,
+        on_bytes=on_bytes,
+    )
 
 
 def _scan(path: str | Path, config: DataConfig, on_bytes=None) -> tuple[set[int], int, int]:
     """Pass 1: the distinct code points, the character count, the control characters."""
-    seen = np.zeros(0x110000, dtype=bool)
-    count = controls = 0
-    for chunk in iter_text_chunks(path, **config.read_options(), on_bytes=on_bytes):
-        cps = code_points(chunk)
-        seen[cps] = True
-        low = cps[(cps < 32) | (cps == 127)]  # few: the test below runs on them only
-        control = low[~np.isin(low, _TEXT_CONTROLS)]
-        if count == 0:  # judge the first chunk: is this text at all?
-            bad_controls, replaced = len(control), int((cps == 0xFFFD).sum())
-            if (
-                (low == 0).any()
-                or bad_controls > BINARY_CONTROL_SHARE * len(cps)
-                or replaced > BINARY_REPLACEMENT_SHARE * len(cps)
-            ):
-                raise CorpusError(
-                    f"{path}: looks like a binary file, not text ({bad_controls} control and "
-                    f"{replaced} undecodable characters in the first {len(cps)})"
-                )
-        controls += len(control)
-        count += len(cps)
-    return set(np.flatnonzero(seen).tolist()), count, controls
+    scan = _VocabularyScan(path)
+    for chunk in _text_chunks(path, config, on_bytes):
+        scan.add(chunk)
+    return scan.points(), scan.count, scan.controls
 
 
 def _write_ids(path, config, vocab, out, dtype, start, split_target, on_bytes=None):
@@ -78,15 +134,19 @@ def _write_ids(path, config, vocab, out, dtype, start, split_target, on_bytes=No
     split_target)."""
     pos = start
     cut = None
-    for chunk in iter_text_chunks(path, **config.read_options(), on_bytes=on_bytes):
-        cps = code_points(chunk)
+    for chunk in _text_chunks(path, config, on_bytes):
         # Plain writes, not a memory map: written pages must not stay resident.
-        out.write(vocab.encode_points(cps, dtype).tobytes())
+        if chunk.isascii():  # one byte per character and per id: bytes.translate
+            ids = vocab.encode_ascii(chunk.encode("ascii"))
+            out.write(ids if dtype == np.uint8 else np.frombuffer(ids, np.uint8).astype(dtype))
+        else:
+            out.write(vocab.encode_points(code_points(chunk), dtype))
         if split_target is not None and pos <= split_target:
-            newlines = np.flatnonzero(cps[: split_target - pos] == NEWLINE)
-            if len(newlines):
-                cut = pos + int(newlines[-1]) + 1
-        pos += len(cps)
+            # str indices are code point indices, as in ids.
+            newline = chunk.rfind("\n", 0, split_target - pos)
+            if newline >= 0:
+                cut = pos + newline + 1
+        pos += len(chunk)
     return pos, cut
 
 

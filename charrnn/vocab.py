@@ -66,6 +66,12 @@ class Vocabulary:
         table = np.full(int(points.max()) + 2, -1, dtype=np.int32)
         table[points] = np.arange(len(points), dtype=np.int32)
         object.__setattr__(self, "_table", table)
+        # ASCII byte -> id as a bytes.translate table. ASCII characters sort first, so
+        # their ids are below 128 and 0xFF marks "not in the vocabulary".
+        ascii_ids = bytearray(b"\xff" * 256)
+        for point in points[points < 128].tolist():
+            ascii_ids[point] = int(table[point])
+        object.__setattr__(self, "_ascii_ids", bytes(ascii_ids))
         object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.chars)})
 
     # -- construction -------------------------------------------------------
@@ -108,7 +114,8 @@ class Vocabulary:
     def _lookup(self, points: np.ndarray) -> np.ndarray:
         """Ids of `points`, -1 where the vocabulary lacks the character."""
         # The table's last entry is -1, so clipping maps every larger point to "unknown".
-        return self._table[np.minimum(points, len(self._table) - 1)]
+        # take(mode="clip") clips as it gathers: several times faster than indexing.
+        return np.take(self._table, points, mode="clip")
 
     def known_mask(self, points: np.ndarray) -> np.ndarray:
         """Boolean array: which code points the vocabulary has."""
@@ -128,6 +135,15 @@ class Vocabulary:
             missing = list(dict.fromkeys(chr(p) for p in points[ids < 0].tolist()))
             raise UnknownCharactersError(missing)
         return ids.astype(dtype, copy=False)
+
+    def encode_ascii(self, data: bytes) -> bytes:
+        """Ids of ASCII text given as bytes, one byte per id, as encode_points would
+        give them; every character must be in the vocabulary."""
+        ids = data.translate(self._ascii_ids)  # a C loop, several times faster than a gather
+        if b"\xff" in ids:
+            missing = dict.fromkeys(chr(b) for b, i in zip(data, ids) if i == 0xFF)
+            raise UnknownCharactersError(list(missing))
+        return ids
 
     def encode(self, text: str, dtype=np.int64) -> np.ndarray:
         """Ids of `text`; raises UnknownCharactersError naming missing characters."""
