@@ -41,7 +41,9 @@ class Decoder:
         config, rnn = model.config, model.rnn
         self.cell, self.layers, self.hidden = config.cell, config.layers, config.hidden
         hidden = config.hidden
-        self.w_hh_t, self.w_ih_t, self.b_in, self.b_hn = [], [], [], []
+        # Weights in torch's layout, (outputs, inputs), C-contiguous: at batch 1 each
+        # product is a BLAS matrix-vector product that streams the matrix row by row.
+        self.w_ih, self.w_hh, self.b_in, self.b_hn = [], [], [], []
         for k in range(config.layers):
             w_ih = _array(getattr(rnn, f"weight_ih_l{k}"))  # (G*H, n_in)
             w_hh = _array(getattr(rnn, f"weight_hh_l{k}"))  # (G*H, H)
@@ -61,14 +63,14 @@ class Decoder:
                 self.b_hn.append(b_hh[2 * hidden :].copy())
             else:
                 b_in = b_ih + b_hh
-            # Transposed once here so every step multiplies (B, n_in) by (n_in, G*H).
-            self.w_ih_t.append(np.ascontiguousarray(w_ih.T))
-            self.w_hh_t.append(np.ascontiguousarray(w_hh.T))
+            self.w_ih.append(np.ascontiguousarray(w_ih, dtype=np.float32))
+            self.w_hh.append(np.ascontiguousarray(w_hh, dtype=np.float32))
             self.b_in.append(b_in.astype(np.float32))
         embedding = _array(model.embedding.weight)  # (V, E)
-        self.input_table = embedding @ self.w_ih_t[0] + self.b_in[0]  # (V, G*H)
-        self.head_w_t = np.ascontiguousarray(_array(model.head.weight).T)  # (H, V)
+        self.input_table = embedding @ self.w_ih[0].T + self.b_in[0]  # (V, G*H)
+        self.head_w = _array(model.head.weight)  # (V, H)
         self.head_b = _array(model.head.bias)
+        self._buffers = {}  # (layer, B) -> gate buffers, reused every step
 
     def state_from_torch(self, state, copies: int = 1) -> list:
         """torch layout (h (L, B, H), or (h, c)) -> this decoder's per-layer list,
@@ -82,31 +84,43 @@ class Decoder:
         """ids (B,) -> logits (B, V) for the next character; `layers` advances in place."""
         x = None
         for k in range(self.layers):
-            if k == 0:
-                inputs = self.input_table[ids]  # (B, G*H), a copy
+            if k == 0:  # a row of the table: a view at batch 1, a copy otherwise
+                inputs = self.input_table[ids[0]] if len(ids) == 1 else self.input_table[ids]
             else:
-                inputs = x @ self.w_ih_t[k]
+                inputs = np.empty((len(ids), len(self.b_in[k])), np.float32)
+                _product(self.w_ih[k], x, inputs)
                 inputs += self.b_in[k]
             if self.cell == "lstm":
                 x = self._lstm(k, inputs, *layers[k])
             elif self.cell == "gru":
-                layers[k] = x = self._gru(k, inputs, layers[k])
+                x = self._gru(k, inputs, layers[k])
             else:
-                inputs += layers[k] @ self.w_hh_t[k]
-                layers[k] = x = np.tanh(inputs, out=inputs)
-        logits = x @ self.head_w_t
+                x = layers[k]
+                gates = _product(self.w_hh[k], x, self._gate_buffer(k, len(ids))[0])
+                gates += inputs
+                np.tanh(gates, out=x)
+        logits = _product(self.head_w, x, np.empty((len(ids), len(self.head_b)), np.float32))
         logits += self.head_b
         return logits  # (B, V)
 
-    def _lstm(self, k: int, gates: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """h and c (B, H) are updated in place; gates (B, 4H) holds the input part."""
-        hidden = self.hidden
-        gates += h @ self.w_hh_t[k]
+    def _gate_buffer(self, k: int, batch: int) -> tuple[np.ndarray, ...]:
+        """A (B, G*H) buffer for layer k's gates, then views of its H-wide blocks."""
+        key = (k, batch)
+        if key not in self._buffers:
+            gates = np.empty((batch, self.w_hh[k].shape[0]), np.float32)
+            blocks = np.split(gates, gates.shape[1] // self.hidden, axis=1)
+            self._buffers[key] = (gates, *blocks)
+        return self._buffers[key]
+
+    def _lstm(self, k: int, inputs: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """h and c (B, H) are updated in place; inputs (B, 4H) is the input's part."""
+        gates, i, f, o, g = self._gate_buffer(k, len(h))
+        _product(self.w_hh[k], h, gates)
+        gates += inputs
         np.tanh(gates, out=gates)
-        sigmoids = gates[:, : 3 * hidden]
+        sigmoids = gates[:, : 3 * self.hidden]
         sigmoids *= 0.5
-        sigmoids += 0.5  # sigmoid of the original pre-activations
-        i, f, o, g = (gates[:, j * hidden : (j + 1) * hidden] for j in range(4))
+        sigmoids += 0.5  # sigmoid of the original pre-activations: i, f, o
         c *= f
         g *= i
         c += g  # c' = f c + i g
@@ -114,24 +128,35 @@ class Decoder:
         h *= o  # h' = o tanh(c')
         return h
 
-    def _gru(self, k: int, gates: np.ndarray, h: np.ndarray) -> np.ndarray:
+    def _gru(self, k: int, inputs: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """h (B, H) is updated in place; inputs (B, 3H) is the input's part."""
         hidden = self.hidden
-        from_h = h @ self.w_hh_t[k]  # (B, 3H)
-        rz = gates[:, : 2 * hidden]
-        rz += from_h[:, : 2 * hidden]
+        from_h = _product(self.w_hh[k], h, self._gate_buffer(k, len(h))[0])  # (B, 3H)
+        rz = from_h[:, : 2 * hidden]
+        rz += inputs[..., : 2 * hidden]
         np.tanh(rz, out=rz)
         rz *= 0.5
         rz += 0.5
-        r, z = gates[:, :hidden], gates[:, hidden : 2 * hidden]
+        r, z = from_h[:, :hidden], from_h[:, hidden : 2 * hidden]
         n = from_h[:, 2 * hidden :]
         n += self.b_hn[k]
         n *= r
-        n += gates[:, 2 * hidden :]
+        n += inputs[..., 2 * hidden :]
         np.tanh(n, out=n)  # n = tanh(W_xn x + b_xn + r (W_hn h + b_hn))
-        h = h - n
+        h -= n
         h *= z
         h += n  # h' = (1 - z) n + z h = n + z (h - n)
         return h
+
+
+def _product(weight: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out (B, N) = x (B, K) @ weight (N, K)^T. At B = 1 a BLAS matrix-vector
+    product: measured ~15% faster here than the one-row matrix product."""
+    if len(x) == 1:
+        np.dot(weight, x[0], out=out[0])
+    else:
+        np.matmul(x, weight.T, out=out)
+    return out
 
 
 class Chooser:
@@ -148,14 +173,16 @@ class Chooser:
     def __call__(self, logits: np.ndarray) -> np.ndarray:
         if self.temperature == 0:
             return logits.argmax(axis=-1)
-        logits = restrict(logits * (1.0 / self.temperature), self.top_k, self.top_p)
+        logits = logits * (1.0 / self.temperature)
+        if self.top_k or self.top_p < 1.0:
+            logits = restrict(logits, self.top_k, self.top_p)
         if self.used == NOISE_BLOCK or self.noise.shape[1:] != logits.shape:
             uniform = self.rng.random((NOISE_BLOCK, *logits.shape))
             self.noise = -np.log(-np.log(uniform)).astype(np.float32)  # Gumbel(0, 1)
             self.used = 0
-        noisy = logits + self.noise[self.used]
+        logits += self.noise[self.used]
         self.used += 1
-        return noisy.argmax(axis=-1)
+        return logits.argmax(axis=-1)
 
 
 def restrict(logits: np.ndarray, top_k: int = 0, top_p: float = 1.0) -> np.ndarray:
