@@ -514,6 +514,8 @@ class Trainer:
         figures compare with `charrnn score`). Under DDP each rank scores a share of its
         segments and the sums are added up: the same figure as one process gets."""
         loop, group = self.loop, self.group
+        # loop.elapsed was read before this validation: subtract only earlier ones.
+        training_seconds = max(loop.elapsed - loop.eval_seconds, 1e-9)
         began = time.perf_counter()
         share = score_ids(
             self.model, self.corpus.vocab, self.corpus.val, part=(group.rank, group.world_size)
@@ -531,7 +533,7 @@ class Trainer:
             "val_loss": val_nats,
             "val_bpc": val_nats / math.log(2),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "chars_per_s": loop.chars_seen / max(loop.elapsed - loop.eval_seconds, 1e-9),
+            "chars_per_s": loop.chars_seen / training_seconds,
             "epoch": self.streams.epoch,
         }
         loop.loss_sum, loop.loss_count = 0.0, 0

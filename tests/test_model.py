@@ -1,5 +1,7 @@
 """The tests the field uses for recurrent models: equivalences, gradients, overfitting."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -153,6 +155,32 @@ def test_cheap_validation_runs_often_and_the_best_model_is_kept(
     assert result.best_val_nats == min(record["val_loss"] for record in result.history)
     best = load_model(tmp_path / "run" / "best.safetensors")
     assert best.info["val_nats"] == result.best_val_nats
+
+
+def test_validation_time_is_not_counted_as_training_time(
+    tmp_path, tiny_corpus_file, monkeypatch
+):
+    """chars/s in the metrics excludes validations, and stays sane when they are slow."""
+    slow_score = charrnn.train.score_ids
+
+    def score_slowly(*args, **kwargs):
+        time.sleep(0.3)
+        return slow_score(*args, **kwargs)
+
+    monkeypatch.setattr(charrnn.train, "score_ids", score_slowly)
+    prepared = preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
+    config = ModelConfig(vocab_size=len(prepared.vocab), hidden=16, embedding=4)
+    result = train(
+        prepared,
+        config,
+        TrainConfig(max_time=0, max_steps=6, eval_every=2, batch_size=4, seq_len=16),
+        tmp_path / "run",
+    )
+    for record in result.history:
+        chars = record["step"] * 4 * 16
+        # Training time >= 0 for each of `step` steps; 1 ms a step is a generous floor.
+        assert record["chars_per_s"] < chars / (record["step"] * 1e-3)
+        assert record["time"] >= 0.3 * (record["step"] // 2 - 1)
 
 
 def test_same_seed_same_weights(tmp_path, tiny_corpus_file):
