@@ -4,7 +4,9 @@
 
 Without --model, times a randomly initialised 1xH LSTM (speed does not depend
 on the weights). Sampling: 5,000 characters at batch 1 and with 32 samples
-side by side. Scoring: the whole validation text, parallel streams and exact.
+side by side. Scoring: the whole validation text, parallel streams and exact,
+next to its limit: the forward pass's matrix-product FLOPs per character at the
+sgemm peak measured in the same run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from charrnn.textfile import read_text
 from charrnn.vocab import Vocabulary
 
 from .common import TRAIN, VAL
+from .throughput import sgemm_peak
 
 
 def timed(func, *args, **kwargs) -> float:
@@ -63,6 +66,15 @@ def main(argv: list[str] | None = None) -> None:
     for exact in (False, True):
         seconds = timed(score_ids, model, vocab, ids, exact=exact)
         results[f"score_chars_per_s_{'exact' if exact else 'parallel'}"] = round(len(ids) / seconds)
+    peak = sgemm_peak()
+    # Forward only: 2 FLOPs per multiply-add over every weight matrix but the embedding.
+    weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
+    flops_per_char = 2 * (weights - model.embedding.weight.numel())
+    results["sgemm_gflop_per_s"] = round(peak / 1e9, 1)
+    results["score_limit_chars_per_s"] = round(peak / flops_per_char)
+    results["score_parallel_fraction_of_limit"] = round(
+        results["score_chars_per_s_parallel"] * flops_per_char / peak, 3
+    )
     print(json.dumps(results))
 
 
