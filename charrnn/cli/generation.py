@@ -1,0 +1,364 @@
+"""`charrnn sample` and `charrnn score`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import sys
+
+import click
+
+from ..errors import UnknownCharactersError
+from .base import (
+    MODEL_OPTION,
+    cli,
+    echo_err,
+    is_colored,
+    load_model_arg,
+    print_colored,
+    stdout_console,
+    write_html,
+)
+
+
+@cli.command()
+@MODEL_OPTION
+@click.option("--prime", default="", help="Text the sample starts with (it is printed too).")
+@click.option(
+    "--length",
+    type=click.IntRange(0),
+    default=500,
+    show_default=True,
+    help="Characters to generate after the prime.",
+)
+@click.option(
+    "--temperature",
+    "-t",
+    type=float,
+    default=0.8,
+    show_default=True,
+    help="Softmax temperature; 0 always picks the most likely character.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Sample only among the k most likely characters (0 = all).",
+)
+@click.option(
+    "--top-p",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Nucleus sampling: the smallest set with probability p.",
+)
+@click.option("--stop", default=None, help="End a sample right after this string appears.")
+@click.option(
+    "--seed", type=int, default=None, help="Random seed [default: a fresh one, printed to stderr]."
+)
+@click.option(
+    "--num-samples",
+    "-n",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Independent samples, generated side by side.",
+)
+@click.option(
+    "--separator", default="\n\n", show_default=repr("\n\n"), help="Printed between samples."
+)
+@click.option(
+    "--skip-unknown",
+    is_flag=True,
+    help="Drop prime characters the model has never seen, with a warning (default: error).",
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Also write a self-contained HTML report of the samples coloured by surprisal.",
+)
+def sample(
+    model_path,
+    prime,
+    length,
+    temperature,
+    top_k,
+    top_p,
+    stop,
+    seed,
+    num_samples,
+    separator,
+    skip_unknown,
+    html_file,
+):
+    """Generate text from a model; it streams to stdout as it is produced."""
+    from ..sample import generate
+    from ..vocab import normalize
+
+    if temperature < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--temperature")
+    loaded = load_model_arg(model_path)
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+        echo_err(f"seed: {seed}")
+    prime = prime.replace("\\n", "\n")
+    unknown = loaded.vocab.unknown_chars(prime)
+    if unknown and skip_unknown:
+        echo_err(
+            f"warning: dropped prime character(s) the model has never seen: "
+            f"{', '.join(repr(c) for c in unknown[:10])}"
+        )
+        prime = "".join(
+            c for c in normalize(prime, loaded.vocab.normalization) if c in loaded.vocab
+        )
+    steps = generate(
+        loaded.model,
+        loaded.vocab,
+        prime,
+        length,
+        temperature,
+        top_k,
+        top_p,
+        num_samples,
+        stop,
+        seed,
+    )
+    out = sys.stdout
+    pieces = [[prime] for _ in range(num_samples)]
+    if num_samples == 1:
+        out.write(prime)
+        for chars in steps:
+            out.write(chars[0])
+            pieces[0].append(chars[0])
+            if chars[0] == "\n":
+                out.flush()
+        out.write("\n")
+    else:
+        for chars in steps:
+            for piece, char in zip(pieces, chars):
+                piece.append(char)
+        out.write(separator.join("".join(piece) for piece in pieces) + "\n")
+    out.flush()
+    if html_file:
+        from ..analysis import analyze_text
+        from ..render_html import surprisal_report
+
+        samples = ["".join(piece) for piece in pieces]
+        sections = [
+            (f"sample {n + 1}", analyze_text(loaded.model, loaded.vocab, text))
+            for n, text in enumerate(samples)
+        ]
+        about = [
+            ("model", str(loaded.path)),
+            ("prime", repr(prime)),
+            ("temperature", f"{temperature:g}"),
+            ("top-k / top-p", f"{top_k} / {top_p:g}"),
+            ("seed", str(seed)),
+            ("note", "surprisal is the model's own, at temperature 1"),
+        ]
+        write_html(html_file, surprisal_report("charrnn sample", sections, about))
+
+
+def _preview(text: str, width: int = 40) -> str:
+    flat = text.replace("\n", "\\n").replace("\t", "\\t")
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@MODEL_OPTION
+@click.option(
+    "--lines",
+    "lines_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Score each line of FILE as its own text ('-' = stdin).",
+)
+@click.option(
+    "--file",
+    "doc_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Score FILE as one document, the state carried throughout ('-' = stdin).",
+)
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="Score a long document as one stream (slower; parallel streams differ "
+    "by < 0.001 bits/char).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Characters the model has never seen are an error (by default they are skipped "
+    "and counted).",
+)
+@click.option(
+    "--show",
+    is_flag=True,
+    help="Print each text coloured by surprisal (bits) per character, with a legend.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(1),
+    help="Show the model's K most likely next characters at each position.",
+)
+@click.option(
+    "--at",
+    "at_position",
+    type=click.IntRange(0),
+    help="With --top: only this position (0 = the first character).",
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Write a self-contained HTML report: coloured text, per-character tooltips.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per text, then totals.")
+def score(
+    texts,
+    model_path,
+    lines_file,
+    doc_file,
+    exact,
+    strict,
+    show,
+    top,
+    at_position,
+    html_file,
+    as_json,
+):
+    """Score TEXTS: log-probability, nats and bits per character, perplexity.
+
+    Each argument is one text. With no TEXTS, --lines or --file, reads one
+    text per line from stdin. --show, --top and --html show what the model
+    expected at each character (with --json: a "per_char" list per text).
+    Colour follows the terminal; NO_COLOR=1 turns it off, FORCE_COLOR=1 on.
+    """
+    from ..score import score_text, score_texts, total
+    from ..textfile import read_text
+
+    items: list[tuple[str, str]] = [("arg", t) for t in texts]
+    if lines_file is None and doc_file is None and not texts:
+        if sys.stdin.isatty():
+            raise click.UsageError("give TEXTS, --lines FILE, --file FILE, or pipe text in")
+        lines_file = sys.stdin
+    if lines_file is not None:
+        items += [("line", line.rstrip("\r\n")) for line in lines_file]
+    loaded = load_model_arg(model_path)
+    if doc_file is not None:
+        items.append(("file", sys.stdin.read() if doc_file == "-" else read_text(doc_file)))
+    unknown = loaded.vocab.unknown_chars("".join(text for _, text in items))
+    if strict and unknown:
+        raise UnknownCharactersError(unknown)
+    texts = [text for kind, text in items if kind != "file"]
+    results = score_texts(loaded.model, loaded.vocab, texts)
+    if doc_file is not None:
+        results.append(score_text(loaded.model, loaded.vocab, items[-1][1], exact=exact))
+    totals = total(results)
+    if at_position is not None and not top:
+        raise click.UsageError("--at goes with --top K")
+    analyses = None
+    if show or top or html_file:
+        from ..analysis import analyze_text
+
+        analyses = [
+            analyze_text(loaded.model, loaded.vocab, text, top_k=max(top or 0, 5))
+            for _, text in items
+        ]
+        labels = [doc_file if kind == "file" else _preview(text) for kind, text in items]
+        positions = [_positions(a, at_position) for a in analyses]
+    if html_file:
+        from ..render_html import surprisal_report
+
+        about = [("model", str(loaded.path)), ("texts", str(len(items)))]
+        if len(items) > 1:
+            about += [(f"total: {k}", v) for k, v in _score_summary(totals)]
+        write_html(
+            html_file, surprisal_report("charrnn score", list(zip(labels, analyses)), about)
+        )
+    if as_json:
+        for index, ((kind, text), result) in enumerate(zip(items, results)):
+            shown = doc_file if kind == "file" else text
+            record = {"text": shown, **result.to_dict()}
+            if analyses is not None and (show or top):
+                record["per_char"] = analyses[index].records(positions[index], top or 0)
+            click.echo(json.dumps(record, ensure_ascii=False))
+        click.echo(json.dumps({"total": True, "texts": len(results), **totals.to_dict()}))
+    else:
+        if show or top:
+            _print_details(analyses, labels, positions, show, top)
+        click.echo(
+            f"{'bits/char':>9} {'nats/char':>9} {'perplexity':>10} {'chars':>8} "
+            f"{'log-prob':>11}  text"
+        )
+        rows = [
+            ((doc_file if kind == "file" else _preview(text)), r)
+            for (kind, text), r in zip(items, results)
+        ]
+        if len(results) > 1:
+            rows.append(("(total)", totals))
+        for label, r in rows:
+            click.echo(
+                f"{r.bits_per_char:9.4f} {r.nats_per_char:9.4f} {r.perplexity:10.3f} "
+                f"{r.chars:8d} {r.log_prob:11.2f}  {label}"
+            )
+    if totals.unknown_chars:
+        echo_err(
+            f"warning: skipped {totals.unknown_chars} character(s) the model has never "
+            f"seen: {', '.join(repr(c) for c in unknown[:10])}"
+        )
+
+
+# --------------------------------------------------------------------------- inspect / info
+
+def _positions(analysis, at_position) -> list[int]:
+    if at_position is None:
+        return list(range(len(analysis.text)))
+    if at_position >= len(analysis.text):
+        raise click.BadParameter(
+            f"position {at_position} is past the end of a text of {len(analysis.text)} "
+            "scored character(s)",
+            param_hint="--at",
+        )
+    return [at_position]
+
+
+def _score_summary(result) -> list[tuple[str, str]]:
+    if not result.chars:
+        return [("characters scored", "0")]
+    return [
+        ("characters scored", f"{result.chars:,}"),
+        ("bits/char", f"{result.bits_per_char:.4f}"),
+        ("nats/char", f"{result.nats_per_char:.4f}"),
+        ("perplexity", f"{result.perplexity:.3f}"),
+        ("unknown characters skipped", str(result.unknown_chars)),
+    ]
+
+
+def _print_details(analyses, labels, positions, show, top) -> None:
+    from ..render_terminal import score_line, surprisal_heatmap, surprisal_legend, top_table
+
+    console = stdout_console()
+    color = is_colored(console)
+    for analysis, label, where in zip(analyses, labels, positions):
+        if len(analyses) > 1:
+            click.echo(f"== {label}")
+        if show:
+            print_colored(console, color, surprisal_heatmap(analysis, color))
+            click.echo(score_line(analysis))
+        if top:
+            console.print(top_table(_trim_top(analysis, top), where))
+    if show:
+        print_colored(console, color, surprisal_legend(color))
+    click.echo()
+
+
+def _trim_top(analysis, top):
+    return dataclasses.replace(
+        analysis,
+        top_chars=[row[:top] for row in analysis.top_chars],
+        top_probs=analysis.top_probs[:, :top],
+    )

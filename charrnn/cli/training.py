@@ -1,0 +1,431 @@
+"""`charrnn train`: options, progress on stderr, signals, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..config import (
+    DEVICES,
+    PRECISIONS,
+    ModelConfig,
+    RuntimeConfig,
+    TrainConfig,
+    size_advice,
+)
+from ..errors import CharRNNError
+from .base import (
+    DATA_OPTIONS,
+    ByteProgress,
+    apply_options,
+    cli,
+    data_config_from,
+    default_of,
+    echo_err,
+    warn_about_corpus,
+)
+
+
+# --------------------------------------------------------------------------- train
+class ProgressReporter:
+    """tqdm bar on stderr while training; a rich table at the end."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.smoothed = None
+
+    def on_start(self, info):
+        from tqdm import tqdm
+
+        if not self.quiet:
+            echo_err(
+                f"training {info['model_config']['cell']} "
+                f"{info['model_config']['layers']}x{info['model_config']['hidden']} "
+                f"({info['parameters']:,} parameters) on {info['train_chars']:,} characters, "
+                f"validating on {info['val_chars']:,}"
+                + (f"; resuming at step {info['resumed_at']:,}" if info["resumed_at"] else "")
+            )
+        self.bar = tqdm(
+            total=1000,
+            unit="",
+            file=sys.stderr,
+            disable=self.quiet or None,
+            bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
+        )
+
+    def on_fault(self, message):
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(f"warning: {message}", file=sys.stderr)
+        else:
+            echo_err(f"warning: {message}")
+
+    def on_step(self, step, loss, lr, progress):
+        self.smoothed = loss if self.smoothed is None else 0.95 * self.smoothed + 0.05 * loss
+        if self.bar is not None and not self.bar.disable:
+            self.bar.update(int(progress * 1000) - self.bar.n)
+            self.bar.set_postfix_str(
+                f"step {step} loss {self.smoothed:.3f} bpc {self.smoothed / math.log(2):.3f} "
+                f"lr {lr:.1e}",
+                refresh=False,
+            )
+
+    def on_eval(self, record):
+        if not self.quiet:
+            line = (
+                f"step {record['step']}: val {record['val_loss']:.4f} nats/char "
+                f"({record['val_bpc']:.4f} bits/char), {record['chars_per_s']:,.0f} chars/s"
+            )
+            if self.bar is not None and not self.bar.disable:
+                self.bar.write(line, file=sys.stderr)
+            else:
+                echo_err(line)
+
+    def on_end(self, result):
+        if self.bar is not None:
+            self.bar.update(1000 - self.bar.n)
+            self.bar.close()
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="charrnn train", show_header=False)
+        for key, value in [
+            ("steps", f"{result.steps:,}"),
+            ("characters seen", f"{result.chars_seen:,}"),
+            (
+                "training time",
+                f"{result.train_seconds:.1f} s ({result.eval_seconds:.1f} s of it validating)",
+            ),
+            ("throughput", f"{result.chars_per_s:,.0f} chars/s"),
+            (
+                "best validation",
+                f"{result.best_val_nats:.4f} nats/char, {result.best_val_bpc:.4f} bits/char",
+            ),
+            ("best model", str(result.best_model)),
+            ("last model", str(result.last_model)),
+        ]:
+            table.add_row(key, value)
+        Console(stderr=True).print(table)
+
+
+@cli.command()
+@click.argument("corpus", type=click.Path(), required=False)
+@apply_options(DATA_OPTIONS)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Run directory for best/last model files [default: runs/<corpus name>].",
+)
+@click.option("--force", is_flag=True, help="Overwrite models already in the run directory.")
+@click.option(
+    "--cell",
+    type=click.Choice(["rnn", "lstm", "gru"]),
+    default=default_of(ModelConfig, "cell"),
+    show_default=True,
+    help="Recurrent cell.",
+)
+@click.option(
+    "--layers",
+    type=click.IntRange(1),
+    default=default_of(ModelConfig, "layers"),
+    show_default=True,
+    help="Stacked recurrent layers.",
+)
+@click.option(
+    "--hidden",
+    type=click.IntRange(1),
+    default=default_of(ModelConfig, "hidden"),
+    show_default=True,
+    help="Hidden units per layer.",
+)
+@click.option(
+    "--embedding",
+    type=click.IntRange(1),
+    default=default_of(ModelConfig, "embedding"),
+    show_default=True,
+    help="Character embedding size.",
+)
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=default_of(ModelConfig, "dropout"),
+    show_default=True,
+    help="Dropout between layers and before the output layer.",
+)
+@click.option(
+    "--seq-len",
+    type=click.IntRange(1),
+    default=default_of(TrainConfig, "seq_len"),
+    show_default=True,
+    help="Characters per truncated-BPTT window.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=default_of(TrainConfig, "batch_size"),
+    show_default=True,
+    help="Parallel streams per batch.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, min_open=True),
+    default=default_of(TrainConfig, "lr"),
+    show_default=True,
+    help="Peak learning rate (AdamW).",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(0),
+    default=default_of(TrainConfig, "weight_decay"),
+    show_default=True,
+    help="AdamW weight decay.",
+)
+@click.option(
+    "--clip",
+    type=click.FloatRange(0, min_open=True),
+    default=default_of(TrainConfig, "grad_clip"),
+    show_default=True,
+    help="Global gradient-norm clipping threshold.",
+)
+@click.option(
+    "--max-time",
+    type=click.FloatRange(0),
+    default=default_of(TrainConfig, "max_time"),
+    show_default=True,
+    help="Training budget in seconds (0 = none); the LR schedule spans it.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(0),
+    default=default_of(TrainConfig, "max_steps"),
+    show_default=True,
+    help="Stop after this many steps (0 = no limit).",
+)
+@click.option(
+    "--eval-every",
+    type=click.IntRange(0),
+    default=default_of(TrainConfig, "eval_every"),
+    show_default=True,
+    help="Validate every N steps (0 = about four times per budget).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=default_of(TrainConfig, "seed"),
+    show_default=True,
+    help="Random seed; the same seed repeats a CPU run exactly.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.FloatRange(0),
+    default=default_of(TrainConfig, "checkpoint_every"),
+    show_default=True,
+    help="Seconds between saves of the complete training state (RUN/state).",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(1),
+    default=default_of(TrainConfig, "keep"),
+    show_default=True,
+    help="Training states kept in RUN/state (the newest).",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    help="Continue the run in this directory exactly where it stopped.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default=default_of(RuntimeConfig, "device"),
+    show_default=True,
+    help="Where to train: auto picks CUDA when present, else the CPU. May change on --resume.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=default_of(RuntimeConfig, "precision"),
+    show_default=True,
+    help="bf16/fp16: mixed precision (autocast) on CUDA; fp16 adds loss scaling. "
+    "May change on --resume.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+@click.pass_context
+def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet, **options):
+    """Train a model on CORPUS (a text file or a preprocessed directory).
+
+    Without CORPUS, trains on the bundled Shakespeare text. Writes
+    best.safetensors and last.safetensors into the run directory, and the
+    complete training state into RUN/state, so that `--resume RUN` continues
+    exactly. Ctrl-C (or SIGTERM) saves a state and stops; a second Ctrl-C
+    stops at once.
+
+    Under `torchrun --nproc_per_node N -m charrnn train ...` the N processes
+    train one model with DistributedDataParallel, each on batch-size/N streams.
+    """
+    from ..runtime import start_runtime
+
+    runtime = start_runtime(RuntimeConfig(device, precision))
+    try:
+        result = _train(ctx, corpus, out, force, resume_dir, quiet, options, runtime)
+    finally:
+        runtime.close()
+    if as_json and runtime.group.is_main:
+        click.echo(json.dumps(result.to_dict()))
+
+
+def _train(ctx, corpus, out, force, resume_dir, quiet, options, runtime):
+    from ..train import Reporter, Trainer
+
+    main_process = runtime.group.is_main
+    # Only rank 0 reports; the others' warnings would repeat its own.
+    reporter = ProgressReporter(quiet) if main_process else Reporter()
+    if resume_dir:
+        given = [
+            name
+            for name in options
+            if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+        ]
+        if corpus or out or force or given:
+            flags = ", ".join(
+                ["CORPUS"] * bool(corpus)
+                + ["--out"] * bool(out)
+                + ["--force"] * force
+                + [f"--{n.replace('_', '-')}" for n in given]
+            )
+            raise click.UsageError(
+                f"--resume takes every setting from the run directory; drop {flags}"
+            )
+        run_dir = Path(resume_dir)
+        trainer = Trainer.resume(run_dir, reporter, runtime)
+    else:
+        run_dir, trainer = _start_run(corpus, out, force, options, reporter, runtime)
+    return _run_with_signals(trainer, run_dir, main_process)
+
+
+def _start_run(corpus, out, force, options, reporter, runtime):
+    from ..bundled import bundled_corpus
+    from ..checkpoint import MODELS_DIR, STATE_DIR, latest_state
+    from ..corpus import prepare
+    from ..train import METRICS_LOG, STEP_LOG, Trainer
+
+    corpus = Path(corpus) if corpus else bundled_corpus()
+    run_dir = Path(out) if out else Path("runs") / corpus.name.split(".")[0]
+    models = [run_dir / "best.safetensors", run_dir / "last.safetensors"]
+    if not force and (any(p.exists() for p in models) or (run_dir / STATE_DIR).is_dir()):
+        state = latest_state(run_dir)
+        where = f" (a training state at step {state.meta['loop']['step']})" if state else ""
+        raise CharRNNError(
+            f"{run_dir} already holds a training run{where}; pass --resume {run_dir} to "
+            "continue it, --force to start over (deleting it), or --out DIR to train elsewhere"
+        )
+    group = runtime.group
+    group.barrier()  # every rank has looked at the run directory before rank 0 changes it
+    if force and group.is_main:
+        for path in models + [run_dir / METRICS_LOG, run_dir / STEP_LOG]:
+            path.unlink(missing_ok=True)
+        for folder in (STATE_DIR, MODELS_DIR):
+            shutil.rmtree(run_dir / folder, ignore_errors=True)
+    data_config = data_config_from(options)
+    train_config = TrainConfig(
+        seq_len=options["seq_len"],
+        batch_size=options["batch_size"],
+        lr=options["lr"],
+        weight_decay=options["weight_decay"],
+        grad_clip=options["clip"],
+        max_time=options["max_time"],
+        max_steps=options["max_steps"],
+        eval_every=options["eval_every"],
+        seed=options["seed"],
+        checkpoint_every=options["checkpoint_every"],
+        keep=options["keep"],
+    )
+    # Rank 0 encodes the corpus (when needed); the others then reuse what it wrote.
+    prepared = None
+    if group.is_main:
+        with ByteProgress([corpus, data_config.val_file]) as progress:
+            prepared = prepare(corpus, run_dir / "data", data_config, progress)
+        warn_about_corpus(prepared)
+    group.barrier()
+    if prepared is None:
+        prepared = prepare(corpus, run_dir / "data", data_config)
+    model_config = ModelConfig(
+        vocab_size=len(prepared.vocab),
+        cell=options["cell"],
+        layers=options["layers"],
+        hidden=options["hidden"],
+        embedding=options["embedding"],
+        dropout=options["dropout"],
+    )
+    advice = size_advice(model_config, len(prepared.train))
+    if advice and group.is_main:
+        echo_err(f"warning: {advice}")
+    return run_dir, Trainer(prepared, model_config, train_config, run_dir, reporter, runtime)
+
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+# Under torchrun a Ctrl-C reaches each worker twice (from the terminal, and forwarded by
+# the launcher); a repeat this soon after the first is the same request.
+SAME_REQUEST_SECONDS = 2.0
+
+
+def _run_with_signals(trainer, run_dir, main_process=True):
+    """Run training; the first SIGINT/SIGTERM stops it after the current step with a
+    saved state (exit 130/143), a second SIGINT interrupts at once. Under torchrun
+    every process gets the signal; rank 0's decides for all, and rank 0 reports."""
+    from ..train import TrainingInterrupted
+
+    received: list[int] = []
+    first_at: list[float] = []
+    distributed = trainer.group.distributed
+
+    def on_signal(signum, frame):
+        if received:
+            if distributed and time.monotonic() - first_at[0] < SAME_REQUEST_SECONDS:
+                return
+            raise KeyboardInterrupt  # second signal: stop now (files are written atomically)
+        received.append(signum)
+        first_at.append(time.monotonic())
+        if main_process:
+            echo_err(
+                f"\n{signal.Signals(signum).name}: finishing this step and saving the "
+                "training state (press Ctrl-C again to stop at once)"
+            )
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in EXIT_CODES}
+    stopped = False
+    try:
+        return trainer.run(should_stop=lambda: bool(received))
+    except TrainingInterrupted as stop:
+        stopped = True
+        if main_process:
+            echo_err(
+                f"stopped at step {stop.step}; continue with: charrnn train --resume {run_dir}"
+            )
+        # A rank other than 0 may not have seen the signal itself.
+        sys.exit(EXIT_CODES[received[0]] if received else 130)
+    except KeyboardInterrupt:
+        stopped = True
+        if main_process:
+            echo_err(
+                f"interrupted; the last complete state in {run_dir} is intact: "
+                f"charrnn train --resume {run_dir}"
+            )
+        sys.exit(130)
+    finally:
+        for sig, handler in previous.items():
+            # Exiting after a stop, a late Ctrl-C must not put a traceback into the shutdown.
+            signal.signal(sig, signal.SIG_IGN if stopped else handler)
