@@ -94,14 +94,19 @@ def generate(
     num_samples: int = 1,
     stop: str | None = None,
     seed: int = 0,
+    threads: int = 1,
 ) -> Iterator[list[str]]:
     """An iterator yielding, per step, the next character of each sample ("" once
     a sample stopped). The prime itself is not yielded. A sample stops after
     `length` characters or right after it produced `stop`.
 
     Options and the prime are checked, and the prime is fed, before this returns,
-    so errors surface here rather than at the first character.
+    so errors surface here rather than at the first character. `threads` is how
+    many BLAS threads the per-character step may use (1 keeps sampling fast on
+    a busy machine; more help only on idle cores).
     """
+    if threads < 1:
+        raise CharRNNError("threads must be >= 1")
     if temperature < 0:
         raise CharRNNError("temperature must be >= 0")
     if not 0 < top_p <= 1:
@@ -122,13 +127,13 @@ def generate(
     logits = np.repeat(logits[:, -1].numpy(), num_samples, axis=0)  # (S, V)
     layers = decoder.state_from_torch(state, copies=num_samples)
     choose = Chooser(temperature, top_k, top_p, seed)
-    return _decode(decoder, vocab, logits, layers, length, stop, choose)
+    return _decode(decoder, vocab, logits, layers, length, stop, choose, threads)
 
 
-def _decode(decoder, vocab, logits, layers, length, stop, choose) -> Iterator[list[str]]:
-    # One BLAS thread: measured on 2 cores, a second one made batch-1 sampling ~1.3x
-    # faster on an idle machine but over 15x slower on a busy one.
-    with threadpool_limits(limits=1, user_api="blas"):
+def _decode(decoder, vocab, logits, layers, length, stop, choose, threads) -> Iterator[list[str]]:
+    # One BLAS thread by default: measured on 2 cores, a second one made batch-1
+    # sampling ~1.3x faster on an idle machine but over 15x slower on a busy one.
+    with threadpool_limits(limits=threads, user_api="blas"):
         yield from _decode_steps(decoder, vocab, logits, layers, length, stop, choose)
 
 

@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
+from threadpoolctl import threadpool_info
 
+from charrnn.cli import cli
 from charrnn.decoder import Chooser
 from charrnn.errors import CharRNNError, UnknownCharactersError
 from charrnn.sample import generate, sample_text
@@ -72,3 +75,25 @@ def test_bad_prime_and_options_fail_before_any_output(tiny_model):
         generate(tiny_model.model, tiny_model.vocab, "Zebra€")
     with pytest.raises(CharRNNError):
         generate(tiny_model.model, tiny_model.vocab, temperature=-1)
+    with pytest.raises(CharRNNError, match="threads"):
+        generate(tiny_model.model, tiny_model.vocab, threads=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blas_is_held_to_the_asked_threads_while_sampling(tiny_model, threads):
+    """numpy's BLAS runs the step; spinning extra threads on a busy machine made
+    sampling over 15x slower, so it gets `threads` (default 1) while decoding."""
+    seen = []
+    for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=3, threads=threads):
+        seen += [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert seen and set(seen) == {threads}
+
+
+def test_sample_threads_option(tiny_run):
+    runner = CliRunner()
+    path = str(tiny_run[0])
+    options = ["--threads", "2", "--length", "20", "--seed", "1"]
+    result = runner.invoke(cli, ["sample", "--model", path, *options])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout) >= 20
+    assert runner.invoke(cli, ["sample", "--model", path, "--threads", "0"]).exit_code == 2

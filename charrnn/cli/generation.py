@@ -80,6 +80,13 @@ from .base import (
     type=click.Path(dir_okay=False),
     help="Also write a self-contained HTML report of the samples coloured by surprisal.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="BLAS threads for each step; more are faster only while the cores are idle.",
+)
 def sample(
     model_path,
     prime,
@@ -93,6 +100,7 @@ def sample(
     separator,
     skip_unknown,
     html_file,
+    threads,
 ):
     """Generate text from a model; it streams to stdout as it is produced."""
     from ..sample import generate
@@ -125,6 +133,7 @@ def sample(
         num_samples,
         stop,
         seed,
+        threads,
     )
     out = sys.stdout
     pieces = [[prime] for _ in range(num_samples)]
