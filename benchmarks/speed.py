@@ -4,9 +4,10 @@
 
 Without --model, times a randomly initialised 1xH LSTM (speed does not depend
 on the weights). Sampling: 5,000 characters at batch 1 (with the default one
-BLAS thread, and with two) and with 32 samples side by side. Scoring: the whole validation text, parallel streams and exact,
-next to its limit: the forward pass's matrix-product FLOPs per character at the
-sgemm peak measured in the same run.
+BLAS thread, and with two) and with 32 samples side by side. Scoring: the
+whole validation text, parallel streams and exact, next to its limit: the
+forward pass's matrix-product FLOPs per character at the sgemm peak measured
+in the same run.
 """
 
 from __future__ import annotations
