@@ -19,6 +19,21 @@ TINY_TRAIN = [
 ]
 
 
+def ok(result):
+    """A CliRunner result that succeeded (the output and exception say why not)."""
+    assert result.exit_code == 0, result.output + str(result.exception)
+    return result
+
+
+def fails(result, message, code=1):
+    """A CliRunner result that failed cleanly: the exit code, the message on stderr,
+    no traceback."""
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    return result
+
+
 def tiny_train_args(corpus, run, *extra: str) -> list[str]:
     """`charrnn train CORPUS --out RUN -q` with the tiny model; later options win."""
     return ["train", str(corpus), "--out", str(run), "-q", *TINY_TRAIN, *extra]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from helpers import TINY_TRAIN
+from helpers import TINY_TRAIN, fails, ok
 
 from charrnn.cli import cli
 
@@ -13,18 +13,6 @@ from charrnn.cli import cli
 def runner(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # default run directories land in the test's folder
     return CliRunner()
-
-
-def ok(result):
-    assert result.exit_code == 0, result.output + str(result.exception)
-    return result
-
-
-def fails(result, message, code=1):
-    assert result.exit_code == code, result.output
-    assert message in result.stderr
-    assert "Traceback" not in result.output
-    return result
 
 
 def test_preprocess_then_train_then_sample_then_score(runner, tiny_corpus_file, tmp_path):

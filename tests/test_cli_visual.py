@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from helpers import fails, ok
 from test_render import parse
 
 from charrnn.cli import cli
@@ -21,18 +22,6 @@ def runner(tmp_path, monkeypatch):
     for name in ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "COLUMNS"):
         monkeypatch.delenv(name, raising=False)
     return CliRunner()
-
-
-def ok(result):
-    assert result.exit_code == 0, result.output + str(result.exception)
-    return result
-
-
-def fails(result, message, code=1):
-    assert result.exit_code == code, result.output
-    assert message in result.stderr
-    assert "Traceback" not in result.output
-    return result
 
 
 def test_score_show_without_colour_prints_digit_rows(runner, tiny_run):
