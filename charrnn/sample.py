@@ -132,7 +132,7 @@ def generate(
 
 def _decode(decoder, vocab, logits, layers, length, stop, choose, threads) -> Iterator[list[str]]:
     # One BLAS thread by default: measured on 2 cores, a second one made batch-1
-    # sampling ~1.3x faster on an idle machine but over 15x slower on a busy one.
+    # sampling 1.3-1.5x faster on an idle machine but over 15x slower on a busy one.
     with threadpool_limits(limits=threads, user_api="blas"):
         yield from _decode_steps(decoder, vocab, logits, layers, length, stop, choose)
 
