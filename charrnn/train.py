@@ -501,9 +501,11 @@ class Trainer:
         speed = loop.chars_seen / max(loop.elapsed - loop.eval_seconds, 1e-9)
         cost = loop.last_eval_seconds or len(self.corpus.val) / max(3 * speed, 1.0)
         intervals = auto_eval_intervals(budget, cost)
-        # Marks j / intervals; the small epsilon keeps 2/100 * 50 from flooring to 0.
-        mark = math.floor(progress * max(intervals, 4) + 1e-9)
-        loop.next_eval = (mark + 1) / max(intervals, 4)
+        # Check at the marks j / intervals (quarters while none fits, in case the cost
+        # estimate drops); the epsilon keeps 2/100 * 50 from flooring to 0.
+        marks = max(intervals, 4)
+        mark = math.floor(progress * marks + 1e-9)
+        loop.next_eval = (mark + 1) / marks
         if mark == 0:  # the first check only sets the first mark
             return False
         loop.evals_done += 1
