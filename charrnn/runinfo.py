@@ -4,14 +4,13 @@ run's validation history (RUN/metrics.jsonl, as train.py writes it). No printing
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import MODELS_DIR
 from .modelfile import LoadedModel, load_model
-from .train import METRICS_LOG
+from .train import METRICS_LOG, read_log
 
 
 @dataclass
@@ -89,16 +88,9 @@ def find_metrics(path: Path, model_path: Path) -> Path | None:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics log; a line cut short (a killed run) ends it."""
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
-    return records
+    """The validation records of a metrics log (train.read_log: a line cut short by
+    a killed run ends it), keeping only records that name their step."""
+    return [r for r in read_log(path) if isinstance(r, dict) and isinstance(r.get("step"), int)]
 
 
 def run_info(path: str | Path) -> RunInfo:

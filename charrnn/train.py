@@ -335,7 +335,7 @@ class Trainer:
             # Logs written after this state belong to steps that will be redone.
             for name in (METRICS_LOG, STEP_LOG):
                 _truncate_log(run_dir / name, step)
-        trainer.history = [r for r in _read_log(run_dir / METRICS_LOG) if r["step"] <= step]
+        trainer.history = [r for r in read_log(run_dir / METRICS_LOG) if r["step"] <= step]
         return trainer
 
     # -- the loop ---------------------------------------------------------------
@@ -592,7 +592,8 @@ def link_or_copy(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _read_log(path: Path) -> list[dict]:
+def read_log(path: Path) -> list[dict]:
+    """The records of a JSON-lines log (metrics or steps); none when it is missing."""
     if not path.exists():
         return []
     records = []
@@ -607,7 +608,7 @@ def _read_log(path: Path) -> list[dict]:
 def _truncate_log(path: Path, step: int) -> None:
     """Keep only the records of steps <= `step` (atomically)."""
     if path.exists():
-        kept = [r for r in _read_log(path) if r["step"] <= step]
+        kept = [r for r in read_log(path) if r["step"] <= step]
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
