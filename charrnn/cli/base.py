@@ -144,6 +144,11 @@ def apply_options(options):
 
 
 # --------------------------------------------------------------------------- sample / score
+def html_option(help_text: str):
+    """`--html FILE` (into `html_file`): the self-contained page a command can also write."""
+    return click.option("--html", "html_file", type=click.Path(dir_okay=False), help=help_text)
+
+
 MODEL_OPTION = click.option(
     "--model",
     "model_path",

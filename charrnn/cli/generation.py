@@ -14,6 +14,7 @@ from .base import (
     MODEL_OPTION,
     cli,
     echo_err,
+    html_option,
     is_colored,
     load_model_arg,
     print_colored,
@@ -74,12 +75,7 @@ from .base import (
     is_flag=True,
     help="Drop prime characters the model has never seen, with a warning (default: error).",
 )
-@click.option(
-    "--html",
-    "html_file",
-    type=click.Path(dir_okay=False),
-    help="Also write a self-contained HTML report of the samples coloured by surprisal.",
-)
+@html_option("Also write a self-contained HTML report of the samples coloured by surprisal.")
 @click.option(
     "--threads",
     type=click.IntRange(1),
@@ -219,12 +215,7 @@ def _preview(text: str, width: int = 40) -> str:
     type=click.IntRange(0),
     help="With --top: only this position (0 = the first character).",
 )
-@click.option(
-    "--html",
-    "html_file",
-    type=click.Path(dir_okay=False),
-    help="Write a self-contained HTML report: coloured text, per-character tooltips.",
-)
+@html_option("Write a self-contained HTML report: coloured text, per-character tooltips.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per text, then totals.")
 def score(
     texts,

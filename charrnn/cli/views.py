@@ -12,6 +12,7 @@ from .base import (
     MODEL_OPTION,
     cli,
     echo_err,
+    html_option,
     is_colored,
     load_model_arg,
     print_colored,
@@ -114,12 +115,7 @@ def _units(spec: str | None) -> list[int]:
     show_default=True,
     help="Units listed by --find.",
 )
-@click.option(
-    "--html",
-    "html_file",
-    type=click.Path(dir_okay=False),
-    help="Write a self-contained HTML page of the activations.",
-)
+@html_option("Write a self-contained HTML page of the activations.")
 @click.option("--json", "as_json", is_flag=True, help="Print activations and matches as JSON.")
 def inspect(
     text, model_path, cells, text_file, units, state_spec, layer, find, count, html_file, as_json
@@ -211,12 +207,7 @@ def inspect(
 
 @cli.command()
 @click.argument("path", type=click.Path(), required=False)
-@click.option(
-    "--html",
-    "html_file",
-    type=click.Path(dir_okay=False),
-    help="Write the same as an HTML page with an SVG chart of the losses.",
-)
+@html_option("Write the same as an HTML page with an SVG chart of the losses.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
 def info(path, html_file, as_json):
     """Describe a model file or run directory: config, vocabulary, parameters,
