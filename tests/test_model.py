@@ -162,12 +162,19 @@ def test_validation_time_is_not_counted_as_training_time(
 ):
     """chars/s in the metrics excludes validations, and stays sane when they are slow."""
     slow_score = charrnn.train.score_ids
+    real_step = charrnn.train.Trainer._step
+    step_seconds = 0.02  # every training step takes at least this long
 
     def score_slowly(*args, **kwargs):
         time.sleep(0.3)
         return slow_score(*args, **kwargs)
 
+    def step_slowly(self, lr):
+        time.sleep(step_seconds)
+        return real_step(self, lr)
+
     monkeypatch.setattr(charrnn.train, "score_ids", score_slowly)
+    monkeypatch.setattr(charrnn.train.Trainer, "_step", step_slowly)
     prepared = preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
     config = ModelConfig(vocab_size=len(prepared.vocab), hidden=16, embedding=4)
     result = train(
@@ -178,8 +185,12 @@ def test_validation_time_is_not_counted_as_training_time(
     )
     for record in result.history:
         chars = record["step"] * 4 * 16
-        # Training time >= 0 for each of `step` steps; 1 ms a step is a generous floor.
-        assert record["chars_per_s"] < chars / (record["step"] * 1e-3)
+        training_floor = record["step"] * step_seconds
+        # Upper bound: no more chars/s than the sleeps allow (was 1e11 when a
+        # validation's time was subtracted from the training before it).
+        assert record["chars_per_s"] <= chars / training_floor
+        # Lower bound: counting even one 0.3 s validation would fall below this.
+        assert record["chars_per_s"] > chars / (training_floor + 0.25)
         assert record["time"] >= 0.3 * (record["step"] // 2 - 1)
 
 
