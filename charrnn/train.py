@@ -339,6 +339,15 @@ class Trainer:
         return trainer
 
     # -- the loop ---------------------------------------------------------------
+    def _start_clock(self) -> None:
+        """Count the run's time on from loop.elapsed (a fresh start, a resume, a rollback)."""
+        self._clock_origin = (time.perf_counter(), self.loop.elapsed)
+
+    def _clock(self) -> float:
+        """Seconds of this run so far, validations included (this rank's clock)."""
+        started, elapsed_before = self._clock_origin
+        return elapsed_before + time.perf_counter() - started
+
     def run(self, should_stop=lambda: False) -> TrainResult:
         """Train until the budget is spent, or `should_stop()` says so (then save and raise
         TrainingInterrupted)."""
@@ -359,12 +368,10 @@ class Trainer:
             self._last_save = loop.elapsed
             faults = 0
             self.model.train()
-            started, elapsed_before = time.perf_counter(), loop.elapsed
+            self._start_clock()
             while True:
                 # Rank 0's clock and stop request, so that all ranks take the same branches.
-                elapsed, stop = self.group.from_main(
-                    elapsed_before + time.perf_counter() - started, should_stop()
-                )
+                elapsed, stop = self.group.from_main(self._clock(), should_stop())
                 loop.elapsed = elapsed
                 progress = config.progress(loop.elapsed, loop.step)
                 if progress >= 1.0:
@@ -379,7 +386,7 @@ class Trainer:
                     if faults >= FAULTS_BEFORE_ROLLBACK:
                         self._roll_back()
                         faults = 0
-                        started, elapsed_before = time.perf_counter(), loop.elapsed
+                        self._start_clock()
                     continue
                 faults = 0
                 self.reporter.on_step(loop.step, loss, lr, progress)
@@ -516,8 +523,10 @@ class Trainer:
         figures compare with `charrnn score`). Under DDP each rank scores a share of its
         segments and the sums are added up: the same figure as one process gets."""
         loop, group = self.loop, self.group
-        # loop.elapsed was read before this validation: subtract only earlier ones.
-        training_seconds = max(loop.elapsed - loop.eval_seconds, 1e-9)
+        # loop.elapsed was read before the step just taken; the record wants the time
+        # now. Subtract only earlier validations.
+        now = self._clock()
+        training_seconds = max(now - loop.eval_seconds, 1e-9)
         began = time.perf_counter()
         share = score_ids(
             self.model, self.corpus.vocab, self.corpus.val, part=(group.rank, group.world_size)
@@ -530,7 +539,7 @@ class Trainer:
         loop.eval_seconds += loop.last_eval_seconds
         record = {
             "step": loop.step,
-            "time": round(loop.elapsed, 2),
+            "time": round(now, 2),
             "train_loss": loop.loss_sum / loop.loss_count if loop.loss_count else None,
             "val_loss": val_nats,
             "val_bpc": val_nats / math.log(2),
