@@ -15,6 +15,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from .blas_threads import ThreadTuner, blas_thread_setter, candidate_counts, usable_cores
 from .cells import gru_step, lstm_step, rnn_step
 from .decoder import Chooser, Decoder
 from .errors import CharRNNError, UnknownCharactersError
@@ -94,7 +95,7 @@ def generate(
     num_samples: int = 1,
     stop: str | None = None,
     seed: int = 0,
-    threads: int = 1,
+    threads: int | None = None,
 ) -> Iterator[list[str]]:
     """An iterator yielding, per step, the next character of each sample ("" once
     a sample stopped). The prime itself is not yielded. A sample stops after
@@ -102,10 +103,10 @@ def generate(
 
     Options and the prime are checked, and the prime is fed, before this returns,
     so errors surface here rather than at the first character. `threads` is how
-    many BLAS threads the per-character step may use (1 keeps sampling fast on
-    a busy machine; more help only on idle cores).
+    many BLAS threads the per-character step uses; None: the fastest count as
+    timed while sampling (see blas_threads).
     """
-    if threads < 1:
+    if threads is not None and threads < 1:
         raise CharRNNError("threads must be >= 1")
     if temperature < 0:
         raise CharRNNError("temperature must be >= 0")
@@ -131,13 +132,16 @@ def generate(
 
 
 def _decode(decoder, vocab, logits, layers, length, stop, choose, threads) -> Iterator[list[str]]:
-    # One BLAS thread by default: measured on 2 cores, a second one made batch-1
-    # sampling 1.3-1.5x faster on an idle machine but over 15x slower on a busy one.
-    with threadpool_limits(limits=threads, user_api="blas"):
-        yield from _decode_steps(decoder, vocab, logits, layers, length, stop, choose)
+    counts = [threads] if threads else candidate_counts(usable_cores())
+    # The context restores the caller's BLAS thread counts when decoding ends.
+    with threadpool_limits(limits=counts[0], user_api="blas"):
+        tuner = ThreadTuner(counts, blas_thread_setter())
+        yield from _decode_steps(decoder, vocab, logits, layers, length, stop, choose, tuner)
 
 
-def _decode_steps(decoder, vocab, logits, layers, length, stop, choose) -> Iterator[list[str]]:
+def _decode_steps(
+    decoder, vocab, logits, layers, length, stop, choose, tuner
+) -> Iterator[list[str]]:
     num_samples = logits.shape[0]
     done = [False] * num_samples
     tails = [""] * num_samples
@@ -156,7 +160,7 @@ def _decode_steps(decoder, vocab, logits, layers, length, stop, choose) -> Itera
         yield chars
         if all(done):
             return
-        logits = decoder.step(ids, layers)
+        logits = tuner.run(decoder.step, ids, layers)
 
 
 def sample_text(model: CharRNN, vocab: Vocabulary, prime: str = "", **options) -> list[str]:

@@ -157,9 +157,7 @@ def test_cheap_validation_runs_often_and_the_best_model_is_kept(
     assert best.info["val_nats"] == result.best_val_nats
 
 
-def test_validation_time_is_not_counted_as_training_time(
-    tmp_path, tiny_corpus_file, monkeypatch
-):
+def test_validation_time_is_not_counted_as_training_time(tmp_path, tiny_corpus_file, monkeypatch):
     """chars/s in the metrics excludes validations, and stays sane when they are slow."""
     slow_score = charrnn.train.score_ids
     real_step = charrnn.train.Trainer._step

@@ -4,6 +4,7 @@ import torch
 from click.testing import CliRunner
 from threadpoolctl import threadpool_info
 
+from charrnn.blas_threads import PROBE_STEPS, ThreadTuner, candidate_counts, usable_cores
 from charrnn.cli import cli
 from charrnn.decoder import Chooser
 from charrnn.errors import CharRNNError, UnknownCharactersError
@@ -79,14 +80,103 @@ def test_bad_prime_and_options_fail_before_any_output(tiny_model):
         generate(tiny_model.model, tiny_model.vocab, threads=0)
 
 
+def blas_threads_now() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_blas_is_held_to_the_asked_threads_while_sampling(tiny_model, threads):
     """numpy's BLAS runs the step; spinning extra threads on a busy machine made
-    sampling over 15x slower, so it gets `threads` (default 1) while decoding."""
+    sampling over 15x slower, so an asked count is kept for the whole decoding."""
+    before = blas_threads_now()
     seen = []
     for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=3, threads=threads):
-        seen += [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        seen += blas_threads_now()
     assert seen and set(seen) == {threads}
+    assert blas_threads_now() == before  # the caller's setting is back
+
+
+def test_default_threads_are_tried_and_then_restored(tiny_model):
+    before = blas_threads_now()
+    seen = set()
+    for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=PROBE_STEPS * 4):
+        seen.update(blas_threads_now())
+    assert seen == set(candidate_counts(usable_cores()))
+    assert blas_threads_now() == before
+
+
+class FakeMachine:
+    """Thread counts set and a clock that a step advances by its count's cost."""
+
+    def __init__(self, cost: dict[int, float]):
+        self.cost, self.now, self.threads, self.history = cost, 0.0, None, []
+
+    def set_threads(self, count: int) -> None:
+        self.threads = count
+
+    def step(self) -> int:
+        self.now += self.cost[self.threads]
+        self.history.append(self.threads)
+        return self.threads
+
+
+def test_tuner_times_each_count_keeps_the_fastest_and_checks_again():
+    machine = FakeMachine({1: 3.0, 2: 2.0, 4: 3.5})
+    tuner = ThreadTuner(
+        [1, 2, 4], machine.set_threads, probe_steps=3, run_steps=5, clock=lambda: machine.now
+    )
+    for _ in range(9 + 5):
+        tuner.run(machine.step)
+    assert machine.history == [1] * 3 + [2] * 3 + [4] * 3 + [2] * 5
+    assert tuner.chosen == 2 and tuner.step_seconds == {1: 3.0, 2: 2.0, 4: 3.5}
+    machine.cost[2] = 50.0  # the cores became busy: two threads now wait on each other
+    for _ in range(9 + 5):
+        tuner.run(machine.step)
+    assert machine.history[14:] == [1] * 3 + [2] * 3 + [4] * 3 + [1] * 5
+    assert tuner.chosen == 1
+
+
+def test_tuner_drops_a_clearly_losing_count_early_and_waits_longer_when_confirmed():
+    machine = FakeMachine({1: 1.0, 2: 10.0})
+    tuner = ThreadTuner(
+        [1, 2], machine.set_threads, probe_steps=8, run_steps=4, clock=lambda: machine.now
+    )
+    for _ in range(2 * (8 + 3) + 4 + 8):
+        tuner.run(machine.step)
+    one_round = [1] * 8 + [2] * 3  # three steps at 10x the fastest end the probe of 2
+    # The second round confirms 1, so the run after it is twice as long.
+    assert machine.history == one_round + [1] * 4 + one_round + [1] * 8
+    assert tuner.chosen == 1 and tuner.step_seconds == {1: 1.0, 2: 10.0}
+
+
+def test_tuner_keeps_the_median_so_one_slow_step_does_not_decide():
+    machine = FakeMachine({1: 2.0, 2: 1.0})
+    tuner = ThreadTuner([1, 2], machine.set_threads, probe_steps=3, clock=lambda: machine.now)
+    tuner.run(machine.step)
+    tuner.run(machine.step)
+    tuner.run(machine.step)
+    machine.cost[2] = 100.0  # one stall while the second count starts its threads
+    tuner.run(machine.step)
+    machine.cost[2] = 1.0
+    tuner.run(machine.step)
+    tuner.run(machine.step)
+    assert tuner.chosen == 2 and machine.threads == 2
+
+
+def test_tuner_with_one_count_never_times():
+    def no_clock():
+        raise AssertionError("a single count needs no timing")
+
+    machine = FakeMachine({3: 1.0})
+    tuner = ThreadTuner([3], machine.set_threads, clock=no_clock)
+    assert [tuner.run(machine.step) for _ in range(5)] == [3] * 5
+
+
+def test_candidate_counts():
+    assert candidate_counts(1) == [1]
+    assert candidate_counts(2) == [1, 2]
+    assert candidate_counts(6) == [1, 2, 4, 6]
+    assert candidate_counts(8) == [1, 2, 4, 8]
 
 
 def test_sample_threads_option(tiny_run):

@@ -50,7 +50,6 @@ def echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
-
 # --------------------------------------------------------------------------- preprocess
 DATA_OPTIONS = [
     click.option(
@@ -164,7 +163,6 @@ def load_model_arg(model_path):
     return load_model(model_path or bundled_model())
 
 
-
 def stdout_console():
     """A rich Console on stdout; rich itself decides on colour (a terminal or not,
     NO_COLOR, FORCE_COLOR)."""
@@ -175,7 +173,6 @@ def stdout_console():
 
 def is_colored(console) -> bool:
     return console.color_system is not None and not console.no_color
-
 
 
 def print_colored(console, color, renderable) -> None:

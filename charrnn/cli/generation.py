@@ -79,9 +79,9 @@ from .base import (
 @click.option(
     "--threads",
     type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="BLAS threads for each step; more are faster only while the cores are idle.",
+    default=None,
+    help="BLAS threads for each step [default: the fastest count, timed while sampling; "
+    "more threads help only while the cores are idle].",
 )
 def sample(
     model_path,
@@ -276,9 +276,7 @@ def score(
         about = [("model", str(loaded.path)), ("texts", str(len(items)))]
         if len(items) > 1:
             about += [(f"total: {k}", v) for k, v in _score_summary(totals)]
-        write_html(
-            html_file, surprisal_report("charrnn score", list(zip(labels, analyses)), about)
-        )
+        write_html(html_file, surprisal_report("charrnn score", list(zip(labels, analyses)), about))
     if as_json:
         for index, ((kind, text), result) in enumerate(zip(items, results)):
             shown = doc_file if kind == "file" else text
@@ -313,6 +311,7 @@ def score(
 
 
 # --------------------------------------------------------------------------- inspect / info
+
 
 def _positions(analysis, at_position) -> list[int]:
     if at_position is None:

@@ -1,0 +1,131 @@
+"""How many BLAS threads a short step repeated many times should use, chosen by timing it.
+
+Why measure instead of fixing a number: a batch-1 sampling step is one
+matrix-vector product of a few MB plus small vector operations. On the
+project's 2-core CPU a second OpenBLAS thread made it 1.3-1.5x faster while
+the cores were idle, and over 15x slower while another process kept them busy
+(the BLAS threads spin, waiting on each other). Which case holds is known only
+at run time and can change during a long sample, so `ThreadTuner` times a short
+burst of steps with each candidate count, keeps the fastest, and times them
+again every few thousand steps.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from statistics import median
+
+PROBE_STEPS = 24  # steps timed per candidate count (the median is kept)
+RUN_STEPS = 2048  # steps with the chosen count before the counts are timed again
+MAX_RUN_STEPS = 16 * RUN_STEPS  # the interval doubles while the choice holds, up to this
+# A count whose first steps are all this much slower than the fastest so far is
+# dropped from the round early: on a busy machine a second thread costs ms a step.
+LOSING_FACTOR, LOSING_STEPS = 2.0, 3
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def candidate_counts(cores: int) -> list[int]:
+    """1, 2, 4, ... up to `cores`, and `cores` itself."""
+    counts, count = [], 1
+    while count < cores:
+        counts.append(count)
+        count *= 2
+    return [*counts, cores]
+
+
+def blas_thread_setter() -> Callable[[int], None]:
+    """A function that sets the thread count of every BLAS library loaded (numpy's)."""
+    from threadpoolctl import ThreadpoolController
+
+    libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+
+    def set_threads(count: int) -> None:
+        for library in libraries:
+            library.set_num_threads(count)
+
+    return set_threads
+
+
+class ThreadTuner:
+    """Runs steps with the fastest of `counts` threads, as measured while running.
+
+    `tuner.run(step, *args)` calls `step(*args)`. A round times each count in
+    turn for `probe_steps` steps (fewer for a count that is clearly losing) and
+    keeps the one with the fastest median for the next `run_steps` steps; then
+    the next round. While a round confirms the count in use, the steps until
+    the next one double (up to 16x). With one count there is nothing to choose
+    and nothing is timed. `chosen` is the count in use; `step_seconds` the
+    medians of the latest round.
+    """
+
+    def __init__(
+        self,
+        counts: list[int],
+        set_threads: Callable[[int], None],
+        probe_steps: int = PROBE_STEPS,
+        run_steps: int = RUN_STEPS,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        if not counts or min(counts) < 1:
+            raise ValueError("thread counts must be >= 1")
+        self.counts, self.set_threads, self.clock = list(counts), set_threads, clock
+        self.probe_steps, self.run_steps = probe_steps, run_steps
+        self.step_seconds: dict[int, float] = {}
+        self.chosen = self.counts[0]
+        self._run_length, self._last_fastest = run_steps, None
+        self._times: list[float] = []  # step times of the count being timed
+        # The index in `counts` being timed, None between rounds; the steps left in
+        # this probe or run, None with a single count (never timed).
+        self._probe_index, self._left = None, None
+        if len(self.counts) > 1:
+            self._start_round()
+        self.set_threads(self.counts[0])
+
+    def run(self, step: Callable, *args):
+        if self._probe_index is None:
+            if self._left is None or self._left > 0:  # one count only, or between rounds
+                if self._left:
+                    self._left -= 1
+                return step(*args)
+            self._start_round()
+            self.set_threads(self.counts[0])
+        started = self.clock()
+        result = step(*args)
+        self._times.append(self.clock() - started)
+        self._left -= 1
+        if self._left == 0 or self._losing():
+            self._end_probe()
+        return result
+
+    def _start_round(self) -> None:
+        self.step_seconds = {}
+        self._probe_index, self._left, self._times = 0, self.probe_steps, []
+
+    def _losing(self) -> bool:
+        return (
+            len(self._times) >= LOSING_STEPS
+            and bool(self.step_seconds)
+            and min(self._times) > LOSING_FACTOR * min(self.step_seconds.values())
+        )
+
+    def _end_probe(self) -> None:
+        self.step_seconds[self.counts[self._probe_index]] = median(self._times)
+        self._probe_index += 1
+        if self._probe_index < len(self.counts):
+            self._left, self._times = self.probe_steps, []
+            self.set_threads(self.counts[self._probe_index])
+            return
+        fastest = min(self.step_seconds, key=self.step_seconds.__getitem__)
+        confirmed = fastest == self._last_fastest
+        self._run_length = min(2 * self._run_length, MAX_RUN_STEPS) if confirmed else self.run_steps
+        self.chosen = self._last_fastest = fastest
+        self.set_threads(self.chosen)
+        self._probe_index, self._left = None, self._run_length
