@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
                 ),
                 flush=True,
             )
-            quality.main(
-                ["--seconds", str(args.seconds), "--train", str(train), "--val", str(val)]
-            )
+            quality.main(["--seconds", str(args.seconds), "--train", str(train), "--val", str(val)])
 
 
 if __name__ == "__main__":
