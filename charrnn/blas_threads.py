@@ -32,6 +32,15 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def blas_thread_limit() -> int:
+    """The most threads numpy's BLAS may use now: its own setting, which follows
+    OPENBLAS_NUM_THREADS / OMP_NUM_THREADS when the user set them."""
+    from threadpoolctl import threadpool_info
+
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return max(counts, default=1)
+
+
 def candidate_counts(cores: int) -> list[int]:
     """1, 2, 4, ... up to `cores`, and `cores` itself."""
     counts, count = [], 1

@@ -15,7 +15,13 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
-from .blas_threads import ThreadTuner, blas_thread_setter, candidate_counts, usable_cores
+from .blas_threads import (
+    ThreadTuner,
+    blas_thread_limit,
+    blas_thread_setter,
+    candidate_counts,
+    usable_cores,
+)
 from .cells import gru_step, lstm_step, rnn_step
 from .decoder import Chooser, Decoder
 from .errors import CharRNNError, UnknownCharactersError
@@ -132,7 +138,7 @@ def generate(
 
 
 def _decode(decoder, vocab, logits, layers, length, stop, choose, threads) -> Iterator[list[str]]:
-    counts = [threads] if threads else candidate_counts(usable_cores())
+    counts = [threads] if threads else candidate_counts(min(usable_cores(), blas_thread_limit()))
     # The context restores the caller's BLAS thread counts when decoding ends.
     with threadpool_limits(limits=counts[0], user_api="blas"):
         tuner = ThreadTuner(counts, blas_thread_setter())

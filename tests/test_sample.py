@@ -2,9 +2,15 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from charrnn.blas_threads import PROBE_STEPS, ThreadTuner, candidate_counts, usable_cores
+from charrnn.blas_threads import (
+    PROBE_STEPS,
+    ThreadTuner,
+    blas_thread_limit,
+    candidate_counts,
+    usable_cores,
+)
 from charrnn.cli import cli
 from charrnn.decoder import Chooser
 from charrnn.errors import CharRNNError, UnknownCharactersError
@@ -101,8 +107,17 @@ def test_default_threads_are_tried_and_then_restored(tiny_model):
     seen = set()
     for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=PROBE_STEPS * 4):
         seen.update(blas_threads_now())
-    assert seen == set(candidate_counts(usable_cores()))
+    assert seen == set(candidate_counts(min(usable_cores(), blas_thread_limit())))
     assert blas_threads_now() == before
+
+
+def test_default_threads_stay_within_the_users_blas_limit(tiny_model):
+    """OPENBLAS_NUM_THREADS=1 (or a caller's limit) is a ceiling, not a candidate."""
+    seen = set()
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=PROBE_STEPS * 4):
+            seen.update(blas_threads_now())
+    assert seen == {1}
 
 
 class FakeMachine:
