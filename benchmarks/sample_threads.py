@@ -13,6 +13,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     model.eval()
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     results = {name: [] for name in SETTINGS}
+    time.sleep(1.0 if busy else 0.0)  # let the busy processes start before timing
     try:
         for _ in range(args.repeats):
             for name, threads in SETTINGS.items():

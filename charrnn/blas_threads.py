@@ -15,14 +15,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from statistics import median
+from statistics import fmean
 
-PROBE_STEPS = 24  # steps timed per candidate count (the median is kept)
-RUN_STEPS = 2048  # steps with the chosen count before the counts are timed again
+PROBE_STEPS = 24  # steps timed per candidate count
+RUN_STEPS = 4096  # steps with the chosen count before the counts are timed again
 MAX_RUN_STEPS = 16 * RUN_STEPS  # the interval doubles while the choice holds, up to this
-# A count whose first steps are all this much slower than the fastest so far is
-# dropped from the round early: on a busy machine a second thread costs ms a step.
-LOSING_FACTOR, LOSING_STEPS = 2.0, 3
+# A count whose probe has taken this many times a whole probe of the fastest
+# count so far is dropped from the round: on a busy machine a second thread
+# costs milliseconds a step, so a probe of it is kept short.
+LOSING_FACTOR = 2.0
 
 
 def usable_cores() -> int:
@@ -68,11 +69,14 @@ class ThreadTuner:
 
     `tuner.run(step, *args)` calls `step(*args)`. A round times each count in
     turn for `probe_steps` steps (fewer for a count that is clearly losing) and
-    keeps the one with the fastest median for the next `run_steps` steps; then
-    the next round. While a round confirms the count in use, the steps until
-    the next one double (up to 16x). With one count there is nothing to choose
-    and nothing is timed. `chosen` is the count in use; `step_seconds` the
-    medians of the latest round.
+    keeps the one with the lowest mean step time for the next `run_steps`
+    steps; then the next round. The mean, not the median, because under load
+    step times are bimodal (fast while all threads have a core, very slow
+    while one waits for it) and the mean is what throughput pays; the first
+    step after a switch is left out (threads waking up). While a round
+    confirms the count in use, the steps until the next one double (up to
+    16x). With one count there is nothing to choose and nothing is timed.
+    `chosen` is the count in use; `step_seconds` the means of the latest round.
     """
 
     def __init__(
@@ -119,14 +123,14 @@ class ThreadTuner:
         self._probe_index, self._left, self._times = 0, self.probe_steps, []
 
     def _losing(self) -> bool:
-        return (
-            len(self._times) >= LOSING_STEPS
-            and bool(self.step_seconds)
-            and min(self._times) > LOSING_FACTOR * min(self.step_seconds.values())
-        )
+        if not self.step_seconds:
+            return False
+        fastest_probe = self.probe_steps * min(self.step_seconds.values())
+        return sum(self._times) > LOSING_FACTOR * fastest_probe
 
     def _end_probe(self) -> None:
-        self.step_seconds[self.counts[self._probe_index]] = median(self._times)
+        times = self._times[1:] or self._times  # the first step after a switch left out
+        self.step_seconds[self.counts[self._probe_index]] = fmean(times)
         self._probe_index += 1
         if self._probe_index < len(self.counts):
             self._left, self._times = self.probe_steps, []

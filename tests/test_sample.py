@@ -145,9 +145,10 @@ def test_tuner_times_each_count_keeps_the_fastest_and_checks_again():
     assert machine.history == [1] * 3 + [2] * 3 + [4] * 3 + [2] * 5
     assert tuner.chosen == 2 and tuner.step_seconds == {1: 3.0, 2: 2.0, 4: 3.5}
     machine.cost[2] = 50.0  # the cores became busy: two threads now wait on each other
-    for _ in range(9 + 5):
+    for _ in range(7 + 5):
         tuner.run(machine.step)
-    assert machine.history[14:] == [1] * 3 + [2] * 3 + [4] * 3 + [1] * 5
+    # One step of 2 took over twice a whole probe of 1 (2 x 3 x 3.0): dropped at once.
+    assert machine.history[14:] == [1] * 3 + [2] + [4] * 3 + [1] * 5
     assert tuner.chosen == 1
 
 
@@ -156,26 +157,29 @@ def test_tuner_drops_a_clearly_losing_count_early_and_waits_longer_when_confirme
     tuner = ThreadTuner(
         [1, 2], machine.set_threads, probe_steps=8, run_steps=4, clock=lambda: machine.now
     )
-    for _ in range(2 * (8 + 3) + 4 + 8):
+    for _ in range(2 * (8 + 2) + 4 + 8):
         tuner.run(machine.step)
-    one_round = [1] * 8 + [2] * 3  # three steps at 10x the fastest end the probe of 2
+    # Two steps of 2 (20) take over twice the probe of 1 (2 x 8 x 1.0): probe ended.
+    one_round = [1] * 8 + [2] * 2
     # The second round confirms 1, so the run after it is twice as long.
     assert machine.history == one_round + [1] * 4 + one_round + [1] * 8
     assert tuner.chosen == 1 and tuner.step_seconds == {1: 1.0, 2: 10.0}
 
 
-def test_tuner_keeps_the_median_so_one_slow_step_does_not_decide():
+def test_tuner_leaves_out_the_first_step_after_a_switch_and_pays_the_mean():
     machine = FakeMachine({1: 2.0, 2: 1.0})
-    tuner = ThreadTuner([1, 2], machine.set_threads, probe_steps=3, clock=lambda: machine.now)
-    tuner.run(machine.step)
-    tuner.run(machine.step)
-    tuner.run(machine.step)
-    machine.cost[2] = 100.0  # one stall while the second count starts its threads
+    tuner = ThreadTuner([1, 2], machine.set_threads, probe_steps=4, clock=lambda: machine.now)
+    for _ in range(4):
+        tuner.run(machine.step)
+    machine.cost[2] = 7.0  # the new count's threads wake up: not counted
     tuner.run(machine.step)
     machine.cost[2] = 1.0
     tuner.run(machine.step)
+    machine.cost[2] = 3.5  # a step waiting for a core: counted, the mean pays for it
     tuner.run(machine.step)
-    assert tuner.chosen == 2 and machine.threads == 2
+    tuner.run(machine.step)
+    assert tuner.step_seconds == {1: 2.0, 2: 8.0 / 3}
+    assert tuner.chosen == 1 and machine.threads == 1
 
 
 def test_tuner_with_one_count_never_times():
