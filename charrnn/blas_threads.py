@@ -5,9 +5,9 @@ matrix-vector product of a few MB plus small vector operations. On the
 project's 2-core CPU a second OpenBLAS thread made it 1.3-1.5x faster while
 the cores were idle, and over 15x slower while another process kept them busy
 (the BLAS threads spin, waiting on each other). Which case holds is known only
-at run time and can change during a long sample, so `ThreadTuner` times a short
-burst of steps with each candidate count, keeps the fastest, and times them
-again every few thousand steps.
+at run time and can change during a long sample, so `ThreadTuner` times the
+candidate counts in short interleaved blocks of steps, keeps the fastest, and
+times them again every few thousand steps.
 """
 
 from __future__ import annotations
@@ -17,13 +17,17 @@ import time
 from collections.abc import Callable
 from statistics import fmean
 
-PROBE_STEPS = 24  # steps timed per candidate count
-RUN_STEPS = 4096  # steps with the chosen count before the counts are timed again
+BLOCK_STEPS, BLOCKS = 8, 3  # a round times each count in 3 interleaved blocks of 8 steps
+# Untimed steps with each count before the first round: right after the prime
+# (torch's threads just worked) or a pause, a 2-thread step measured up to 8 ms
+# against ~0.1 ms once running, which made the first round drop 2 threads wrongly.
+WARMUP_STEPS = 4
+RUN_STEPS = 4096  # steps with the chosen count before the next round
 MAX_RUN_STEPS = 16 * RUN_STEPS  # the interval doubles while the choice holds, up to this
-# A count whose probe has taken this many times a whole probe of the fastest
-# count so far is dropped from the round: on a busy machine a second thread
-# costs milliseconds a step, so a probe of it is kept short.
-LOSING_FACTOR = 2.0
+# A block that has taken this many times what a whole block of the fastest count
+# would is cut, and its count dropped from the round: on a busy machine a second
+# thread costs milliseconds a step, so its blocks must stay short.
+LOSING_FACTOR = 4.0
 
 
 def usable_cores() -> int:
@@ -67,15 +71,18 @@ def blas_thread_setter() -> Callable[[int], None]:
 class ThreadTuner:
     """Runs steps with the fastest of `counts` threads, as measured while running.
 
-    `tuner.run(step, *args)` calls `step(*args)`. A round times each count in
-    turn for `probe_steps` steps (fewer for a count that is clearly losing) and
-    keeps the one with the lowest mean step time for the next `run_steps`
-    steps; then the next round. The mean, not the median, because under load
-    step times are bimodal (fast while all threads have a core, very slow
-    while one waits for it) and the mean is what throughput pays; the first
-    step after a switch is left out (threads waking up). While a round
-    confirms the count in use, the steps until the next one double (up to
-    16x). With one count there is nothing to choose and nothing is timed.
+    `tuner.run(step, *args)` calls `step(*args)`. A round times the counts in
+    interleaved blocks (1, 2, 1, 2, 1, 2 ... `blocks` blocks of `block_steps`
+    steps each), so that all counts see the same conditions: the first steps of
+    a run are slow (caches, pages, thread start) and would otherwise penalise
+    whichever count went first. The count with the lowest mean step time runs
+    the next `run_steps` steps; then the next round. The mean, not the median,
+    because under load step times are bimodal (fast while all threads have a
+    core, very slow while one waits for it) and the mean is what throughput
+    pays; the first step of each block is left out (threads waking up). While
+    a round confirms the count in use, the steps until the next one double (up
+    to 16x). Before the first round, `warmup_steps` untimed steps with each
+    count. With one count there is nothing to choose and nothing is timed.
     `chosen` is the count in use; `step_seconds` the means of the latest round.
     """
 
@@ -83,62 +90,89 @@ class ThreadTuner:
         self,
         counts: list[int],
         set_threads: Callable[[int], None],
-        probe_steps: int = PROBE_STEPS,
+        block_steps: int = BLOCK_STEPS,
+        blocks: int = BLOCKS,
         run_steps: int = RUN_STEPS,
+        warmup_steps: int = WARMUP_STEPS,
         clock: Callable[[], float] = time.perf_counter,
     ):
         if not counts or min(counts) < 1:
             raise ValueError("thread counts must be >= 1")
         self.counts, self.set_threads, self.clock = list(counts), set_threads, clock
-        self.probe_steps, self.run_steps = probe_steps, run_steps
+        self.block_steps, self.blocks, self.run_steps = block_steps, blocks, run_steps
         self.step_seconds: dict[int, float] = {}
         self.chosen = self.counts[0]
         self._run_length, self._last_fastest = run_steps, None
-        self._times: list[float] = []  # step times of the count being timed
-        # The index in `counts` being timed, None between rounds; the steps left in
-        # this probe or run, None with a single count (never timed).
-        self._probe_index, self._left = None, None
-        if len(self.counts) > 1:
-            self._start_round()
+        # Within a round: the blocks still to run, each count's step times so far,
+        # the counts dropped; the count of the block being timed (None between
+        # rounds) and that block's times.
+        self._plan: list[int] = []
+        self._times: dict[int, list[float]] = {}
+        self._dropped: set[int] = set()
+        self._block_count: int | None = None
+        self._block_times: list[float] = []
+        self._left: int | None = None  # steps left in this block or run; None: one count
         self.set_threads(self.counts[0])
+        self._warmup: list[int] = []  # the count of each untimed step before the first round
+        self._warmup_count = self.counts[0]
+        if len(self.counts) > 1:
+            self._warmup = [count for count in self.counts for _ in range(warmup_steps)]
+            self._left = 0  # the first round starts after the warm-up
 
     def run(self, step: Callable, *args):
-        if self._probe_index is None:
+        if self._warmup:
+            count = self._warmup.pop(0)
+            if count != self._warmup_count:
+                self.set_threads(count)
+                self._warmup_count = count
+            return step(*args)
+        if self._block_count is None:
             if self._left is None or self._left > 0:  # one count only, or between rounds
                 if self._left:
                     self._left -= 1
                 return step(*args)
             self._start_round()
-            self.set_threads(self.counts[0])
         started = self.clock()
         result = step(*args)
-        self._times.append(self.clock() - started)
+        self._block_times.append(self.clock() - started)
         self._left -= 1
         if self._left == 0 or self._losing():
-            self._end_probe()
+            self._end_block()
         return result
 
     def _start_round(self) -> None:
-        self.step_seconds = {}
-        self._probe_index, self._left, self._times = 0, self.probe_steps, []
+        self._plan = [count for _ in range(self.blocks) for count in self.counts]
+        self._times = {count: [] for count in self.counts}
+        self._dropped = set()
+        self._next_block()
+
+    def _next_block(self) -> None:
+        while self._plan and self._plan[0] in self._dropped:
+            self._plan.pop(0)
+        if not self._plan:
+            self._end_round()
+            return
+        self._block_count, self._left, self._block_times = self._plan.pop(0), self.block_steps, []
+        self.set_threads(self._block_count)
 
     def _losing(self) -> bool:
-        if not self.step_seconds:
-            return False
-        fastest_probe = self.probe_steps * min(self.step_seconds.values())
-        return sum(self._times) > LOSING_FACTOR * fastest_probe
+        means = [fmean(times) for times in self._times.values() if times]
+        return bool(means) and sum(self._block_times) > LOSING_FACTOR * self.block_steps * min(
+            means
+        )
 
-    def _end_probe(self) -> None:
-        times = self._times[1:] or self._times  # the first step after a switch left out
-        self.step_seconds[self.counts[self._probe_index]] = fmean(times)
-        self._probe_index += 1
-        if self._probe_index < len(self.counts):
-            self._left, self._times = self.probe_steps, []
-            self.set_threads(self.counts[self._probe_index])
-            return
+    def _end_block(self) -> None:
+        if self._losing():
+            self._dropped.add(self._block_count)
+        # The first step after a switch is left out (unless it is all there is).
+        self._times[self._block_count] += self._block_times[1:] or self._block_times
+        self._next_block()
+
+    def _end_round(self) -> None:
+        self.step_seconds = {count: fmean(times) for count, times in self._times.items() if times}
         fastest = min(self.step_seconds, key=self.step_seconds.__getitem__)
         confirmed = fastest == self._last_fastest
         self._run_length = min(2 * self._run_length, MAX_RUN_STEPS) if confirmed else self.run_steps
         self.chosen = self._last_fastest = fastest
         self.set_threads(self.chosen)
-        self._probe_index, self._left = None, self._run_length
+        self._block_count, self._left = None, self._run_length

@@ -5,7 +5,8 @@ from click.testing import CliRunner
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from charrnn.blas_threads import (
-    PROBE_STEPS,
+    BLOCK_STEPS,
+    BLOCKS,
     ThreadTuner,
     blas_thread_limit,
     candidate_counts,
@@ -105,7 +106,7 @@ def test_blas_is_held_to_the_asked_threads_while_sampling(tiny_model, threads):
 def test_default_threads_are_tried_and_then_restored(tiny_model):
     before = blas_threads_now()
     seen = set()
-    for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=PROBE_STEPS * 4):
+    for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=BLOCK_STEPS * BLOCKS * 4):
         seen.update(blas_threads_now())
     assert seen == set(candidate_counts(min(usable_cores(), blas_thread_limit())))
     assert blas_threads_now() == before
@@ -113,9 +114,9 @@ def test_default_threads_are_tried_and_then_restored(tiny_model):
 
 def test_default_threads_stay_within_the_users_blas_limit(tiny_model):
     """OPENBLAS_NUM_THREADS=1 (or a caller's limit) is a ceiling, not a candidate."""
-    seen = set()
+    seen, steps = set(), BLOCK_STEPS * BLOCKS * 4
     with threadpool_limits(limits=1, user_api="blas"):
-        for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=PROBE_STEPS * 4):
+        for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=steps):
             seen.update(blas_threads_now())
     assert seen == {1}
 
@@ -125,50 +126,102 @@ class FakeMachine:
 
     def __init__(self, cost: dict[int, float]):
         self.cost, self.now, self.threads, self.history = cost, 0.0, None, []
+        self.extra = 0.0  # added to every step's cost, whatever the count
 
     def set_threads(self, count: int) -> None:
         self.threads = count
 
     def step(self) -> int:
-        self.now += self.cost[self.threads]
+        self.now += self.cost[self.threads] + self.extra
         self.history.append(self.threads)
         return self.threads
 
 
-def test_tuner_times_each_count_keeps_the_fastest_and_checks_again():
+def test_tuner_interleaves_the_counts_keeps_the_fastest_and_checks_again():
     machine = FakeMachine({1: 3.0, 2: 2.0, 4: 3.5})
     tuner = ThreadTuner(
-        [1, 2, 4], machine.set_threads, probe_steps=3, run_steps=5, clock=lambda: machine.now
+        [1, 2, 4],
+        machine.set_threads,
+        block_steps=2,
+        blocks=2,
+        run_steps=5,
+        warmup_steps=0,
+        clock=lambda: machine.now,
     )
-    for _ in range(9 + 5):
+    for _ in range(12 + 5):
         tuner.run(machine.step)
-    assert machine.history == [1] * 3 + [2] * 3 + [4] * 3 + [2] * 5
+    assert machine.history == [1, 1, 2, 2, 4, 4] * 2 + [2] * 5
     assert tuner.chosen == 2 and tuner.step_seconds == {1: 3.0, 2: 2.0, 4: 3.5}
     machine.cost[2] = 50.0  # the cores became busy: two threads now wait on each other
-    for _ in range(7 + 5):
+    for _ in range(9 + 5):
         tuner.run(machine.step)
-    # One step of 2 took over twice a whole probe of 1 (2 x 3 x 3.0): dropped at once.
-    assert machine.history[14:] == [1] * 3 + [2] + [4] * 3 + [1] * 5
-    assert tuner.chosen == 1
+    # One step of 2 took over 4 times a whole block of 1 (4 x 2 x 3.0): dropped at once.
+    assert machine.history[17:] == [1, 1, 2, 4, 4, 1, 1, 4, 4] + [1] * 5
+    assert tuner.chosen == 1 and tuner.step_seconds == {1: 3.0, 2: 50.0, 4: 3.5}
 
 
-def test_tuner_drops_a_clearly_losing_count_early_and_waits_longer_when_confirmed():
+def test_tuner_waits_longer_while_a_round_confirms_the_count_in_use():
     machine = FakeMachine({1: 1.0, 2: 10.0})
     tuner = ThreadTuner(
-        [1, 2], machine.set_threads, probe_steps=8, run_steps=4, clock=lambda: machine.now
+        [1, 2],
+        machine.set_threads,
+        block_steps=4,
+        blocks=2,
+        run_steps=4,
+        warmup_steps=0,
+        clock=lambda: machine.now,
     )
-    for _ in range(2 * (8 + 2) + 4 + 8):
+    for _ in range(2 * (4 + 2 + 4) + 4 + 8):
         tuner.run(machine.step)
-    # Two steps of 2 (20) take over twice the probe of 1 (2 x 8 x 1.0): probe ended.
-    one_round = [1] * 8 + [2] * 2
-    # The second round confirms 1, so the run after it is twice as long.
+    one_round = [1] * 4 + [2] * 2 + [1] * 4  # two steps of 2 (20) > 4 x 4 x 1.0: dropped
     assert machine.history == one_round + [1] * 4 + one_round + [1] * 8
-    assert tuner.chosen == 1 and tuner.step_seconds == {1: 1.0, 2: 10.0}
 
 
-def test_tuner_leaves_out_the_first_step_after_a_switch_and_pays_the_mean():
+@pytest.mark.parametrize(("blocks", "block_steps", "chosen"), [(4, 3, 1), (1, 12, 2)])
+def test_tuner_interleaving_spreads_slow_first_steps_over_all_counts(blocks, block_steps, chosen):
+    """The first steps of a run are slow whatever the count (caches, pages).
+    Interleaved blocks (4 x 3) share that out and find the faster count, 1;
+    one count after the other (1 x 12) would blame count 1 and pick 2."""
+    machine = FakeMachine({1: 1.0, 2: 1.2})
+    tuner = ThreadTuner(
+        [1, 2], machine.set_threads, block_steps, blocks, warmup_steps=0, clock=lambda: machine.now
+    )
+    for step in range(24):
+        machine.extra = 0.5 if step < 10 else 0.0  # the first ten steps are slower
+        tuner.run(machine.step)
+    assert tuner.chosen == chosen
+
+
+def test_tuner_warms_every_count_up_untimed_before_the_first_round():
+    machine = FakeMachine({1: 1.0, 2: 1.0})
+    tuner = ThreadTuner(
+        [1, 2],
+        machine.set_threads,
+        block_steps=2,
+        blocks=1,
+        warmup_steps=3,
+        clock=lambda: machine.now,
+    )
+    machine.cost[2] = 100.0  # the second count's threads start slowly: untimed
+    for _ in range(3 + 3):
+        tuner.run(machine.step)
+    machine.cost[2] = 0.5
+    for _ in range(2 + 2 + 1):
+        tuner.run(machine.step)
+    assert machine.history == [1, 1, 1, 2, 2, 2, 1, 1, 2, 2, 2]
+    assert tuner.step_seconds == {1: 1.0, 2: 0.5} and tuner.chosen == 2
+
+
+def test_tuner_leaves_out_the_first_step_of_a_block_and_pays_the_mean():
     machine = FakeMachine({1: 2.0, 2: 1.0})
-    tuner = ThreadTuner([1, 2], machine.set_threads, probe_steps=4, clock=lambda: machine.now)
+    tuner = ThreadTuner(
+        [1, 2],
+        machine.set_threads,
+        block_steps=4,
+        blocks=1,
+        warmup_steps=0,
+        clock=lambda: machine.now,
+    )
     for _ in range(4):
         tuner.run(machine.step)
     machine.cost[2] = 7.0  # the new count's threads wake up: not counted
