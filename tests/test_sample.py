@@ -131,6 +131,12 @@ class FakeMachine:
     def set_threads(self, count: int) -> None:
         self.threads = count
 
+    def tuner(self, counts: list[int], **options) -> ThreadTuner:
+        """A tuner that sets this machine's threads and reads its clock (no warm-up
+        unless asked)."""
+        options.setdefault("warmup_steps", 0)
+        return ThreadTuner(counts, self.set_threads, clock=lambda: self.now, **options)
+
     def step(self) -> int:
         self.now += self.cost[self.threads] + self.extra
         self.history.append(self.threads)
@@ -139,15 +145,7 @@ class FakeMachine:
 
 def test_tuner_interleaves_the_counts_keeps_the_fastest_and_checks_again():
     machine = FakeMachine({1: 3.0, 2: 2.0, 4: 3.5})
-    tuner = ThreadTuner(
-        [1, 2, 4],
-        machine.set_threads,
-        block_steps=2,
-        blocks=2,
-        run_steps=5,
-        warmup_steps=0,
-        clock=lambda: machine.now,
-    )
+    tuner = machine.tuner([1, 2, 4], block_steps=2, blocks=2, run_steps=5)
     for _ in range(12 + 5):
         tuner.run(machine.step)
     assert machine.history == [1, 1, 2, 2, 4, 4] * 2 + [2] * 5
@@ -162,15 +160,7 @@ def test_tuner_interleaves_the_counts_keeps_the_fastest_and_checks_again():
 
 def test_tuner_waits_longer_while_a_round_confirms_the_count_in_use():
     machine = FakeMachine({1: 1.0, 2: 10.0})
-    tuner = ThreadTuner(
-        [1, 2],
-        machine.set_threads,
-        block_steps=4,
-        blocks=2,
-        run_steps=4,
-        warmup_steps=0,
-        clock=lambda: machine.now,
-    )
+    tuner = machine.tuner([1, 2], block_steps=4, blocks=2, run_steps=4)
     for _ in range(2 * (4 + 2 + 4) + 4 + 8):
         tuner.run(machine.step)
     one_round = [1] * 4 + [2] * 2 + [1] * 4  # two steps of 2 (20) > 4 x 4 x 1.0: dropped
@@ -183,9 +173,7 @@ def test_tuner_interleaving_spreads_slow_first_steps_over_all_counts(blocks, blo
     Interleaved blocks (4 x 3) share that out and find the faster count, 1;
     one count after the other (1 x 12) would blame count 1 and pick 2."""
     machine = FakeMachine({1: 1.0, 2: 1.2})
-    tuner = ThreadTuner(
-        [1, 2], machine.set_threads, block_steps, blocks, warmup_steps=0, clock=lambda: machine.now
-    )
+    tuner = machine.tuner([1, 2], block_steps=block_steps, blocks=blocks)
     for step in range(24):
         machine.extra = 0.5 if step < 10 else 0.0  # the first ten steps are slower
         tuner.run(machine.step)
@@ -194,14 +182,7 @@ def test_tuner_interleaving_spreads_slow_first_steps_over_all_counts(blocks, blo
 
 def test_tuner_warms_every_count_up_untimed_before_the_first_round():
     machine = FakeMachine({1: 1.0, 2: 1.0})
-    tuner = ThreadTuner(
-        [1, 2],
-        machine.set_threads,
-        block_steps=2,
-        blocks=1,
-        warmup_steps=3,
-        clock=lambda: machine.now,
-    )
+    tuner = machine.tuner([1, 2], block_steps=2, blocks=1, warmup_steps=3)
     machine.cost[2] = 100.0  # the second count's threads start slowly: untimed
     for _ in range(3 + 3):
         tuner.run(machine.step)
@@ -214,14 +195,7 @@ def test_tuner_warms_every_count_up_untimed_before_the_first_round():
 
 def test_tuner_leaves_out_the_first_step_of_a_block_and_pays_the_mean():
     machine = FakeMachine({1: 2.0, 2: 1.0})
-    tuner = ThreadTuner(
-        [1, 2],
-        machine.set_threads,
-        block_steps=4,
-        blocks=1,
-        warmup_steps=0,
-        clock=lambda: machine.now,
-    )
+    tuner = machine.tuner([1, 2], block_steps=4, blocks=1)
     for _ in range(4):
         tuner.run(machine.step)
     machine.cost[2] = 7.0  # the new count's threads wake up: not counted
