@@ -94,6 +94,19 @@ def size_advice(config: ModelConfig, train_chars: int) -> str | None:
     )
 
 
+# Dropout when the model has more parameters than the training text has
+# characters (char-rnn's advice for small data). Measured on the 300 Tang poems
+# (26,619 training characters, 1.8M parameters, 90 s): 4.9443 nats/char
+# without dropout, 4.8921 with 0.3, 4.8442 with 0.5.
+SMALL_TEXT_DROPOUT = 0.5
+
+
+def default_dropout(config: ModelConfig, train_chars: int) -> float:
+    """The dropout `charrnn train` uses when none is given: 0 for a text with at
+    least as many characters as the model has parameters, else SMALL_TEXT_DROPOUT."""
+    return SMALL_TEXT_DROPOUT if config.parameter_count() > train_chars else 0.0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings. The defaults are the measured best for a few CPU minutes."""

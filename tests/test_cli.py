@@ -4,9 +4,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from helpers import TINY_TRAIN, fails, ok
+from helpers import TINY_TRAIN, fails, ok, tiny_train_args
 
 from charrnn.cli import cli
+from charrnn.modelfile import load_model
 
 
 @pytest.fixture
@@ -60,6 +61,21 @@ def test_train_refuses_to_overwrite_without_force(runner, tiny_corpus_file, tmp_
     fails(runner.invoke(cli, args), "--force")
     assert (tmp_path / "r" / "best.safetensors").read_bytes() == before
     ok(runner.invoke(cli, [*args, "--force", "--seed", "9"]))
+
+
+def test_dropout_default_follows_the_size_of_the_text(runner, tiny_corpus_file, tmp_path):
+    """More parameters than training characters (~5,300 here): dropout 0.5, said on
+    stderr, unless --dropout is given; a text as long as the model is large: none."""
+    cases = {
+        "large model": (["--hidden", "64"], 0.5),  # ~20k parameters
+        "large model, --dropout 0": (["--hidden", "64", "--dropout", "0"], 0.0),
+        "small model": ([], 0.0),  # ~2k parameters
+    }
+    for name, (extra, dropout) in cases.items():
+        run = tmp_path / name.replace(" ", "_").replace(",", "")
+        trained = ok(runner.invoke(cli, tiny_train_args(tiny_corpus_file, run, *extra)))
+        assert load_model(run / "last.safetensors").config.dropout == dropout, name
+        assert ("note: dropout 0.5" in trained.stderr) == (dropout > 0), name
 
 
 def test_score_lines_file_stdin_and_document(runner, tiny_run, tmp_path):

@@ -216,6 +216,15 @@ def test_parameter_count_without_torch_matches_the_module(cell):
     assert config.parameter_count() == CharRNN(config).num_parameters()
 
 
+def test_default_dropout_only_for_texts_shorter_than_the_model():
+    from charrnn.config import SMALL_TEXT_DROPOUT, default_dropout
+
+    config = ModelConfig(vocab_size=84, hidden=384)
+    params = config.parameter_count()
+    assert default_dropout(config, params) == 0.0
+    assert default_dropout(config, params - 1) == SMALL_TEXT_DROPOUT > 0
+
+
 def test_size_advice_follows_the_rule_of_thumb():
     from charrnn.config import size_advice
 

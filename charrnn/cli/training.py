@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -15,9 +16,11 @@ import click
 from ..config import (
     DEVICES,
     PRECISIONS,
+    SMALL_TEXT_DROPOUT,
     ModelConfig,
     RuntimeConfig,
     TrainConfig,
+    default_dropout,
     size_advice,
 )
 from ..errors import CharRNNError
@@ -157,9 +160,10 @@ class ProgressReporter:
 @click.option(
     "--dropout",
     type=click.FloatRange(0, 1, max_open=True),
-    default=default_of(ModelConfig, "dropout"),
-    show_default=True,
-    help="Dropout between layers and before the output layer.",
+    default=None,
+    help="Dropout between layers and before the output layer "
+    f"[default: 0, or {SMALL_TEXT_DROPOUT} when the model has more parameters "
+    "than the training text has characters].",
 )
 @click.option(
     "--seq-len",
@@ -366,9 +370,18 @@ def _start_run(corpus, out, force, options, reporter, runtime):
         layers=options["layers"],
         hidden=options["hidden"],
         embedding=options["embedding"],
-        dropout=options["dropout"],
+        dropout=options["dropout"] or 0.0,
     )
-    advice = size_advice(model_config, len(prepared.train))
+    train_chars = len(prepared.train)
+    if options["dropout"] is None:
+        model_config = replace(model_config, dropout=default_dropout(model_config, train_chars))
+        if model_config.dropout and group.is_main:
+            echo_err(
+                f"note: dropout {model_config.dropout}: the model has "
+                f"{model_config.parameter_count():,} parameters for {train_chars:,} training "
+                "characters (--dropout sets it)"
+            )
+    advice = size_advice(model_config, train_chars)
     if advice and group.is_main:
         echo_err(f"warning: {advice}")
     return run_dir, Trainer(prepared, model_config, train_config, run_dir, reporter, runtime)
