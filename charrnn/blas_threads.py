@@ -136,8 +136,9 @@ class ThreadTuner:
         result = step(*args)
         self._block_times.append(self.clock() - started)
         self._left -= 1
-        if self._left == 0 or self._losing():
-            self._end_block()
+        losing = self._losing()
+        if self._left == 0 or losing:
+            self._end_block(drop=losing)
         return result
 
     def _start_round(self) -> None:
@@ -156,13 +157,14 @@ class ThreadTuner:
         self.set_threads(self._block_count)
 
     def _losing(self) -> bool:
+        """This block has cost LOSING_FACTOR times a whole block of the fastest count."""
         means = [fmean(times) for times in self._times.values() if times]
         return bool(means) and sum(self._block_times) > LOSING_FACTOR * self.block_steps * min(
             means
         )
 
-    def _end_block(self) -> None:
-        if self._losing():
+    def _end_block(self, drop: bool) -> None:
+        if drop:
             self._dropped.add(self._block_count)
         # The first step after a switch is left out (unless it is all there is).
         self._times[self._block_count] += self._block_times[1:] or self._block_times
