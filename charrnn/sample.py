@@ -9,6 +9,7 @@ here is the same step written with the textbook cell equations in torch
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -28,6 +29,8 @@ from .errors import CharRNNError, UnknownCharactersError
 from .model import CharRNN, State
 from .score import start_id
 from .vocab import Vocabulary
+
+SHORT_PRIME = 1000  # characters (with the start newline) fed on one torch thread
 
 
 class StepDecoder:
@@ -128,13 +131,30 @@ def generate(
     if not context:  # no prime and no newline in the vocabulary: start anywhere
         context = [int(np.random.default_rng(seed).integers(len(vocab)))]
     model.eval()
-    with torch.no_grad():
+    # A short prime is fed on one torch thread: after two, torch's second thread
+    # kept a core busy for a while, and the thread timing below then measured
+    # two BLAS threads as slower than one and sampled on one (1x512: 8,000-8,600
+    # chars/s where two threads gave 9,500-10,400). Long primes keep the threads
+    # (20,000 characters: 1.1-1.3 s with two, 2.0 s with one).
+    short = len(context) <= SHORT_PRIME
+    with torch.no_grad(), torch_threads(1 if short else torch.get_num_threads()):
         logits, state = model(torch.tensor([context]))  # feed the prime once
     decoder = Decoder(model)
     logits = np.repeat(logits[:, -1].numpy(), num_samples, axis=0)  # (S, V)
     layers = decoder.state_from_torch(state, copies=num_samples)
     choose = Chooser(temperature, top_k, top_p, seed)
     return _decode(decoder, vocab, logits, layers, length, stop, choose, threads)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` inside, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _decode(decoder, vocab, logits, layers, length, stop, choose, threads) -> Iterator[list[str]]:
