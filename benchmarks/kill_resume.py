@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from charrnn import checkpoint
 from charrnn.errors import ModelFileError
+from charrnn.training import checkpoint
 
 from .common import TRAIN
 

@@ -18,10 +18,10 @@ import time
 import torch
 
 from charrnn.config import ModelConfig
-from charrnn.model import CharRNN
-from charrnn.sample import generate
-from charrnn.textfile import read_text
-from charrnn.vocab import Vocabulary
+from charrnn.inference.sample import generate
+from charrnn.model.network import CharRNN
+from charrnn.text.textfile import read_text
+from charrnn.text.vocab import Vocabulary
 
 from .common import VAL
 from .speed import timed

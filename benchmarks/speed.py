@@ -20,12 +20,12 @@ import time
 import torch
 
 from charrnn.config import ModelConfig
-from charrnn.model import CharRNN
-from charrnn.modelfile import load_model
-from charrnn.sample import generate
-from charrnn.score import score_ids
-from charrnn.textfile import read_text
-from charrnn.vocab import Vocabulary
+from charrnn.inference.sample import generate
+from charrnn.inference.score import score_ids
+from charrnn.model.modelfile import load_model
+from charrnn.model.network import CharRNN
+from charrnn.text.textfile import read_text
+from charrnn.text.vocab import Vocabulary
 
 from .common import TRAIN, VAL
 from .throughput import sgemm_peak

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
-from charrnn.corpus import preprocess
-from charrnn.modelfile import load_model
-from charrnn.train import train
+from charrnn.model.modelfile import load_model
+from charrnn.text.corpus import preprocess
+from charrnn.training.trainer import train
 
 TINY_TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"

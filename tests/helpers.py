@@ -1,6 +1,6 @@
 """Small shared pieces for the tests (importable because tests/ has no __init__.py)."""
 
-from charrnn.train import Reporter
+from charrnn.training.trainer import Reporter
 
 # `charrnn train` options for a model that trains in a blink.
 TINY_TRAIN = [

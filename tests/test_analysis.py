@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.analysis import (
+from charrnn.bundled import bundled_corpus, bundled_model
+from charrnn.config import ModelConfig
+from charrnn.errors import CharRNNError
+from charrnn.inference.analysis import (
     Activations,
     analyze_text,
     bracket_depth,
@@ -15,13 +18,10 @@ from charrnn.analysis import (
     line_position,
     record_activations,
 )
-from charrnn.bundled import bundled_corpus, bundled_model
-from charrnn.config import ModelConfig
-from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN
-from charrnn.modelfile import load_model
-from charrnn.score import score_text
-from charrnn.vocab import Vocabulary
+from charrnn.inference.score import score_text
+from charrnn.model.modelfile import load_model
+from charrnn.model.network import CharRNN
+from charrnn.text.vocab import Vocabulary
 
 
 def untrained(cell: str, text: str = "ab c\n", layers: int = 2, seed: int = 0):

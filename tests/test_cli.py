@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from helpers import TINY_TRAIN, fails, ok, tiny_train_args
 
 from charrnn.cli import cli
-from charrnn.modelfile import load_model
+from charrnn.model.modelfile import load_model
 
 
 @pytest.fixture

@@ -154,9 +154,9 @@ def test_inspect_errors(runner, tiny_run):
 
 
 def test_inspect_a_vanilla_rnn(runner, tmp_path):
-    from charrnn.model import CharRNN
-    from charrnn.modelfile import save_model
-    from charrnn.vocab import Vocabulary
+    from charrnn.model.modelfile import save_model
+    from charrnn.model.network import CharRNN
+    from charrnn.text.vocab import Vocabulary
 
     vocab = Vocabulary.from_text("ab (c)\n")
     path = tmp_path / "rnn.safetensors"

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from charrnn.config import DataConfig
-from charrnn.corpus import is_fresh, prepare, preprocess
 from charrnn.errors import CorpusError
-from charrnn.textfile import read_text
+from charrnn.text.corpus import is_fresh, prepare, preprocess
+from charrnn.text.textfile import read_text
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "shakespeare"
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"
@@ -47,7 +47,7 @@ def test_newlines_bom_and_decoding(tmp_path):
     path.write_bytes(b"\xef\xbb\xbfone\r\ntwo\rthree\n")
     assert read_text(path) == "one\ntwo\nthree\n"
     # A CRLF split across two read chunks is still one newline.
-    from charrnn.textfile import iter_text_chunks
+    from charrnn.text.textfile import iter_text_chunks
 
     assert "".join(iter_text_chunks(path, chunk_bytes=6)) == "one\ntwo\nthree\n"
     bad = tmp_path / "bad.txt"
@@ -106,7 +106,7 @@ def test_a_few_control_characters_are_counted(tmp_path):
 def test_nfc_across_chunk_boundaries(tmp_path, line_end):
     import unicodedata
 
-    from charrnn.textfile import iter_text_chunks
+    from charrnn.text.textfile import iter_text_chunks
 
     text = ("Cafe\u0301 cre\u0300me, \u1100\u1161\u11a8 " + line_end) * 300
     path = tmp_path / "nfd.txt"

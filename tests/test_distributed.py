@@ -21,15 +21,22 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from charrnn import checkpoint
 from charrnn.cli import cli
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
-from charrnn.corpus import preprocess
 from charrnn.errors import CharRNNError
-from charrnn.modelfile import load_model
-from charrnn.runtime import ProcessGroup, Runtime, resolve_device
-from charrnn.sample import sample_text
-from charrnn.train import METRICS_LOG, STEP_LOG, BatchStreams, Trainer, TrainingInterrupted, train
+from charrnn.inference.sample import sample_text
+from charrnn.model.modelfile import load_model
+from charrnn.text.corpus import preprocess
+from charrnn.training import checkpoint
+from charrnn.training.runtime import ProcessGroup, Runtime, resolve_device
+from charrnn.training.trainer import (
+    METRICS_LOG,
+    STEP_LOG,
+    BatchStreams,
+    Trainer,
+    TrainingInterrupted,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # Relative tolerance between 2 ranks x batch 2 and 1 rank x batch 4: the gradients are

@@ -8,15 +8,15 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-import charrnn.train
-from charrnn.cells import gru_step, lstm_step, rnn_step
+import charrnn.training.trainer
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
-from charrnn.corpus import preprocess
-from charrnn.decoder import Decoder
-from charrnn.model import CharRNN, select_state
-from charrnn.modelfile import load_model
-from charrnn.sample import StepDecoder
-from charrnn.train import AUTO_EVALS_MAX, auto_eval_intervals, train
+from charrnn.inference.decoder import Decoder
+from charrnn.inference.sample import StepDecoder
+from charrnn.model.cells import gru_step, lstm_step, rnn_step
+from charrnn.model.modelfile import load_model
+from charrnn.model.network import CharRNN, select_state
+from charrnn.text.corpus import preprocess
+from charrnn.training.trainer import AUTO_EVALS_MAX, auto_eval_intervals, train
 
 CELLS = ["rnn", "lstm", "gru"]
 
@@ -141,7 +141,8 @@ def test_cheap_validation_runs_often_and_the_best_model_is_kept(
 ):
     """When validation is cheap, AUTO_EVALS_MAX validations at evenly spaced steps,
     so a small corpus that overfits early still has its best model caught."""
-    monkeypatch.setattr(charrnn.train, "AUTO_EVAL_SHARE", 1e6)  # cheap whatever the machine
+    # cheap whatever the machine
+    monkeypatch.setattr(charrnn.training.trainer, "AUTO_EVAL_SHARE", 1e6)
     prepared = preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
     config = ModelConfig(vocab_size=len(prepared.vocab), hidden=16, embedding=4)
     result = train(
@@ -159,8 +160,8 @@ def test_cheap_validation_runs_often_and_the_best_model_is_kept(
 
 def test_validation_time_is_not_counted_as_training_time(tmp_path, tiny_corpus_file, monkeypatch):
     """chars/s in the metrics excludes validations, and stays sane when they are slow."""
-    slow_score = charrnn.train.score_ids
-    real_step = charrnn.train.Trainer._step
+    slow_score = charrnn.training.trainer.score_ids
+    real_step = charrnn.training.trainer.Trainer._step
     step_seconds = 0.02  # every training step takes at least this long
 
     def score_slowly(*args, **kwargs):
@@ -171,8 +172,8 @@ def test_validation_time_is_not_counted_as_training_time(tmp_path, tiny_corpus_f
         time.sleep(step_seconds)
         return real_step(self, lr)
 
-    monkeypatch.setattr(charrnn.train, "score_ids", score_slowly)
-    monkeypatch.setattr(charrnn.train.Trainer, "_step", step_slowly)
+    monkeypatch.setattr(charrnn.training.trainer, "score_ids", score_slowly)
+    monkeypatch.setattr(charrnn.training.trainer.Trainer, "_step", step_slowly)
     prepared = preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
     config = ModelConfig(vocab_size=len(prepared.vocab), hidden=16, embedding=4)
     result = train(

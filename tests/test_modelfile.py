@@ -9,9 +9,9 @@ from safetensors.torch import save_file
 
 from charrnn.config import ModelConfig
 from charrnn.errors import ModelFileError
-from charrnn.model import CharRNN
-from charrnn.modelfile import load_model, save_model
-from charrnn.vocab import Vocabulary
+from charrnn.model.modelfile import load_model, save_model
+from charrnn.model.network import CharRNN
+from charrnn.text.vocab import Vocabulary
 
 
 @pytest.fixture

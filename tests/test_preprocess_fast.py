@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn import corpus
 from charrnn.config import DataConfig
 from charrnn.errors import CorpusError, UnknownCharactersError
-from charrnn.vocab import Vocabulary, code_points
+from charrnn.text import corpus
+from charrnn.text.vocab import Vocabulary, code_points
 
 TEXT_CONTROLS = "\t\n\x0c\r"
 

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from charrnn.cli import cli
 from charrnn.config import DataConfig, ModelConfig
-from charrnn.corpus import preprocess
-from charrnn.model import CharRNN
-from charrnn.score import score_text, score_texts
-from charrnn.vocab import Vocabulary, normalize
+from charrnn.inference.score import score_text, score_texts
+from charrnn.model.network import CharRNN
+from charrnn.text.corpus import preprocess
+from charrnn.text.vocab import Vocabulary, normalize
 
 # Any code point except surrogates (not encodable as UTF-8 text).
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)

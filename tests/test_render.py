@@ -9,25 +9,25 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.analysis import analyze_text, record_activations
-from charrnn.colorscale import activation_rgb, digit, surprisal_digit, surprisal_rgb
 from charrnn.config import ModelConfig
-from charrnn.model import CharRNN
-from charrnn.render_html import (
+from charrnn.inference.analysis import analyze_text, record_activations
+from charrnn.model.network import CharRNN
+from charrnn.text.vocab import Vocabulary
+from charrnn.views.colorscale import activation_rgb, digit, surprisal_digit, surprisal_rgb
+from charrnn.views.html import (
     activations_report,
     info_report,
     loss_svg,
     nice_ticks,
     surprisal_report,
 )
-from charrnn.render_terminal import (
+from charrnn.views.terminal import (
     NEWLINE_MARK,
     digit_rows,
     loss_plot,
     surprisal_heatmap,
     top_table,
 )
-from charrnn.vocab import Vocabulary
 
 AWKWARD = "a <b>&amp; \"q\" 's'\n</div><script>x</script>\n"
 

@@ -14,13 +14,13 @@ import torch
 from click.testing import CliRunner
 from helpers import FaultCollector, WritesMarker, tiny_train_args
 
-from charrnn import checkpoint
 from charrnn.cli import cli
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
-from charrnn.corpus import preprocess
 from charrnn.errors import CharRNNError
-from charrnn.model import CharRNN
-from charrnn.train import STEP_LOG, Trainer, TrainingInterrupted, train
+from charrnn.model.network import CharRNN
+from charrnn.text.corpus import preprocess
+from charrnn.training import checkpoint
+from charrnn.training.trainer import STEP_LOG, Trainer, TrainingInterrupted, train
 
 STEPS = 24
 

@@ -4,7 +4,9 @@ import torch
 from click.testing import CliRunner
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from charrnn.blas_threads import (
+from charrnn.cli import cli
+from charrnn.errors import CharRNNError, UnknownCharactersError
+from charrnn.inference.blas_threads import (
     BLOCK_STEPS,
     BLOCKS,
     ThreadTuner,
@@ -12,10 +14,8 @@ from charrnn.blas_threads import (
     candidate_counts,
     usable_cores,
 )
-from charrnn.cli import cli
-from charrnn.decoder import Chooser
-from charrnn.errors import CharRNNError, UnknownCharactersError
-from charrnn.sample import generate, sample_text
+from charrnn.inference.decoder import Chooser
+from charrnn.inference.sample import generate, sample_text
 
 
 def test_same_seed_same_sample(tiny_model):

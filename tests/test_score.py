@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn import score as score_module
 from charrnn.config import ModelConfig
-from charrnn.model import CharRNN
-from charrnn.modelfile import load_model
-from charrnn.score import score_ids, score_text, score_texts, total
-from charrnn.vocab import Vocabulary
+from charrnn.inference import score as score_module
+from charrnn.inference.score import score_ids, score_text, score_texts, total
+from charrnn.model.modelfile import load_model
+from charrnn.model.network import CharRNN
+from charrnn.text.vocab import Vocabulary
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "data" / "shakespeare.safetensors"
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "data" / "shakespeare.txt"

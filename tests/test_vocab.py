@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from charrnn.errors import CharRNNError, UnknownCharactersError
-from charrnn.vocab import Vocabulary, smallest_id_dtype
+from charrnn.text.vocab import Vocabulary, smallest_id_dtype
 
 CHINESE = "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n"
 

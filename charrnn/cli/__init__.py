@@ -11,7 +11,12 @@ library lazily: `charrnn --help` and usage errors stay instant.
 
 from __future__ import annotations
 
-from . import data, generation, training, views  # noqa: F401  (each registers its commands)
+from . import (
+    data,  # noqa: F401  (each registers its commands)
+    generation,  # noqa: F401  (each registers its commands)
+    training,  # noqa: F401  (each registers its commands)
+    views,  # noqa: F401  (each registers its commands)
+)
 from .base import cli
 
 

@@ -158,7 +158,7 @@ MODEL_OPTION = click.option(
 
 def load_model_arg(model_path):
     from ..bundled import bundled_model
-    from ..modelfile import load_model
+    from ..model.modelfile import load_model
 
     return load_model(model_path or bundled_model())
 

@@ -30,8 +30,8 @@ def preprocess(corpus, out, **options):
     Optional: train does this itself when needed and reuses the output
     (CORPUS.charrnn) when it is up to date.
     """
-    from ..corpus import default_prepared_dir
-    from ..corpus import preprocess as run_preprocess
+    from ..text.corpus import default_prepared_dir
+    from ..text.corpus import preprocess as run_preprocess
 
     out = Path(out) if out else default_prepared_dir(corpus)
     with ByteProgress([corpus, options["val_file"]]) as progress:

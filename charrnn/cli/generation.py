@@ -99,8 +99,8 @@ def sample(
     threads,
 ):
     """Generate text from a model; it streams to stdout as it is produced."""
-    from ..sample import generate
-    from ..vocab import normalize
+    from ..inference.sample import generate
+    from ..text.vocab import normalize
 
     if temperature < 0:
         raise click.BadParameter("must be >= 0", param_hint="--temperature")
@@ -148,8 +148,8 @@ def sample(
         out.write(separator.join("".join(piece) for piece in pieces) + "\n")
     out.flush()
     if html_file:
-        from ..analysis import analyze_text
-        from ..render_html import surprisal_report
+        from ..inference.analysis import analyze_text
+        from ..views.html import surprisal_report
 
         samples = ["".join(piece) for piece in pieces]
         sections = [
@@ -237,8 +237,8 @@ def score(
     expected at each character (with --json: a "per_char" list per text).
     Colour follows the terminal; NO_COLOR=1 turns it off, FORCE_COLOR=1 on.
     """
-    from ..score import score_text, score_texts, total
-    from ..textfile import read_text
+    from ..inference.score import score_text, score_texts, total
+    from ..text.textfile import read_text
 
     items: list[tuple[str, str]] = [("arg", t) for t in texts]
     if lines_file is None and doc_file is None and not texts:
@@ -262,7 +262,7 @@ def score(
         raise click.UsageError("--at goes with --top K")
     analyses = None
     if show or top or html_file:
-        from ..analysis import analyze_text
+        from ..inference.analysis import analyze_text
 
         analyses = [
             analyze_text(loaded.model, loaded.vocab, text, top_k=max(top or 0, 5))
@@ -271,7 +271,7 @@ def score(
         labels = [doc_file if kind == "file" else _preview(text) for kind, text in items]
         positions = [_positions(a, at_position) for a in analyses]
     if html_file:
-        from ..render_html import surprisal_report
+        from ..views.html import surprisal_report
 
         about = [("model", str(loaded.path)), ("texts", str(len(items)))]
         if len(items) > 1:
@@ -338,7 +338,7 @@ def _score_summary(result) -> list[tuple[str, str]]:
 
 
 def _print_details(analyses, labels, positions, show, top) -> None:
-    from ..render_terminal import score_line, surprisal_heatmap, surprisal_legend, top_table
+    from ..views.terminal import score_line, surprisal_heatmap, surprisal_legend, top_table
 
     console = stdout_console()
     color = is_colored(console)

@@ -278,7 +278,7 @@ def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet
     Under `torchrun --nproc_per_node N -m charrnn train ...` the N processes
     train one model with DistributedDataParallel, each on batch-size/N streams.
     """
-    from ..runtime import start_runtime
+    from ..training.runtime import start_runtime
 
     runtime = start_runtime(RuntimeConfig(device, precision))
     try:
@@ -290,7 +290,7 @@ def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet
 
 
 def _train(ctx, corpus, out, force, resume_dir, quiet, options, runtime):
-    from ..train import Reporter, Trainer
+    from ..training.trainer import Reporter, Trainer
 
     main_process = runtime.group.is_main
     # Only rank 0 reports; the others' warnings would repeat its own.
@@ -320,9 +320,9 @@ def _train(ctx, corpus, out, force, resume_dir, quiet, options, runtime):
 
 def _start_run(corpus, out, force, options, reporter, runtime):
     from ..bundled import bundled_corpus
-    from ..checkpoint import MODELS_DIR, STATE_DIR, latest_state
-    from ..corpus import prepare
-    from ..train import METRICS_LOG, STEP_LOG, Trainer
+    from ..text.corpus import prepare
+    from ..training.checkpoint import MODELS_DIR, STATE_DIR, latest_state
+    from ..training.trainer import METRICS_LOG, STEP_LOG, Trainer
 
     corpus = Path(corpus) if corpus else bundled_corpus()
     run_dir = Path(out) if out else Path("runs") / corpus.name.split(".")[0]
@@ -399,7 +399,7 @@ def _run_with_signals(trainer, run_dir, main_process=True):
     """Run training; the first SIGINT/SIGTERM stops it after the current step with a
     saved state (exit 130/143), a second SIGINT interrupts at once. Under torchrun
     every process gets the signal; rank 0's decides for all, and rank 0 reports."""
-    from ..train import TrainingInterrupted
+    from ..training.trainer import TrainingInterrupted
 
     received: list[int] = []
     first_at: list[float] = []

@@ -22,7 +22,7 @@ from .base import (
 
 
 def _read_one_text(text, text_file) -> str:
-    from ..textfile import read_text
+    from ..text.textfile import read_text
 
     if text is not None and text_file is not None:
         raise click.UsageError("give TEXT or --file, not both")
@@ -37,7 +37,7 @@ def _read_one_text(text, text_file) -> str:
 
 def _states(spec: str, cell: str) -> tuple[str, ...]:
     """--state h,c or gates or single gate letters, checked against the cell."""
-    from ..analysis import GATES, recorded_names
+    from ..inference.analysis import GATES, recorded_names
 
     names: list[str] = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
@@ -127,7 +127,7 @@ def inspect(
     activation follows that feature most closely (Pearson r): the classic
     quote-detecting cell. Colour follows the terminal, as for `score --show`.
     """
-    from ..analysis import find_units, record_activations, select_units, value_range
+    from ..inference.analysis import find_units, record_activations, select_units, value_range
 
     if not cells:
         raise click.UsageError("choose what to inspect: --cells")
@@ -159,7 +159,7 @@ def inspect(
         ("characters", f"{len(activations.text):,}"),
     ]
     if html_file:
-        from ..render_html import activations_report
+        from ..views.html import activations_report
 
         write_html(
             html_file,
@@ -185,7 +185,7 @@ def inspect(
             )
         )
         return
-    from ..render_terminal import (
+    from ..views.terminal import (
         activation_heatmap,
         activation_legend,
         activation_title,
@@ -215,18 +215,18 @@ def info(path, html_file, as_json):
     run's metrics.jsonl). PATH defaults to the bundled model.
     """
     from ..bundled import bundled_model
-    from ..runinfo import run_info
+    from ..views.runinfo import run_info
 
     described = run_info(path or bundled_model())
     if html_file:
-        from ..render_html import info_report
+        from ..views.html import info_report
 
         title = f"charrnn info: {described.loaded.path.name}"
         write_html(html_file, info_report(title, described.rows(), described.history))
     if as_json:
         click.echo(json.dumps(described.to_dict()))
         return
-    from ..render_terminal import info_table, loss_plot
+    from ..views.terminal import info_table, loss_plot
 
     console = stdout_console()
     console.print(info_table(described.rows(), "charrnn info"))

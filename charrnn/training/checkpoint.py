@@ -20,9 +20,9 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .atomic import atomic_write_bytes
-from .errors import CharRNNError, ModelFileError
-from .modelfile import read_metadata
+from ..atomic import atomic_write_bytes
+from ..errors import CharRNNError, ModelFileError
+from ..model.modelfile import read_metadata
 
 FORMAT = "charrnn-train-state"
 VERSION = 1

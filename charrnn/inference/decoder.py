@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import CharRNN
+from ..model.network import CharRNN
 
 NOISE_BLOCK = 256  # steps of Gumbel noise drawn at once
 

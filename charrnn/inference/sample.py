@@ -3,7 +3,7 @@
 The prime is run once through the fused model; after that the numpy
 `decoder.Decoder` advances the state one character per step. `StepDecoder`
 here is the same step written with the textbook cell equations in torch
-(charrnn.cells): the readable reference, and what analysis tools step with.
+(charrnn.model.cells): the readable reference, and what analysis tools step with.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from ..errors import CharRNNError, UnknownCharactersError
+from ..model.cells import gru_step, lstm_step, rnn_step
+from ..model.network import CharRNN, State
+from ..text.vocab import Vocabulary
 from .blas_threads import (
     ThreadTuner,
     blas_thread_limit,
@@ -23,12 +27,8 @@ from .blas_threads import (
     candidate_counts,
     usable_cores,
 )
-from .cells import gru_step, lstm_step, rnn_step
 from .decoder import Chooser, Decoder
-from .errors import CharRNNError, UnknownCharactersError
-from .model import CharRNN, State
 from .score import start_id
-from .vocab import Vocabulary
 
 SHORT_PRIME = 1000  # characters (with the start newline) fed on one torch thread
 

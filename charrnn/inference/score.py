@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .model import CharRNN
-from .vocab import Vocabulary
+from ..model.network import CharRNN
+from ..text.vocab import Vocabulary
 
 LOGIT_BUDGET = 1 << 23  # floats of logits (R, T, V) held at once: 32 MiB
 LINE_BATCH = 64  # texts scored side by side

@@ -15,8 +15,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from .analysis import GATE_NAMES, Activations, TextAnalysis, UnitMatch, value_range
-from .analysis import display_value as squash
+from ..inference.analysis import GATE_NAMES, Activations, TextAnalysis, UnitMatch, value_range
+from ..inference.analysis import display_value as squash
 from .colorscale import (
     LEGEND_BITS,
     activation_rgb,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DataConfig
-from .errors import CorpusError
+from ..config import DataConfig
+from ..errors import CorpusError
 from .textfile import CHUNK_BYTES, iter_text_chunks
 from .vocab import Vocabulary, code_points, smallest_id_dtype
 

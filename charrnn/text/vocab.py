@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CharRNNError, UnknownCharactersError
+from ..errors import CharRNNError, UnknownCharactersError
 
 
 def code_points(text: str) -> np.ndarray:

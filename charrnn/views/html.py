@@ -12,8 +12,8 @@ from html import escape
 
 import numpy as np
 
-from .analysis import Activations, TextAnalysis, UnitMatch, value_range
-from .analysis import display_value as squash
+from ..inference.analysis import Activations, TextAnalysis, UnitMatch, value_range
+from ..inference.analysis import display_value as squash
 from .colorscale import (
     LEGEND_BITS,
     activation_rgb,
@@ -21,7 +21,7 @@ from .colorscale import (
     surprisal_rgb,
     text_rgb,
 )
-from .render_terminal import NEWLINE_MARK, shown_char, state_label
+from .terminal import NEWLINE_MARK, shown_char, state_label
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 70em; }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from ..config import ModelConfig
 
 # The recurrent state in torch's own layout: h (L, B, H) for rnn/gru,
 # the pair (h, c) for lstm.

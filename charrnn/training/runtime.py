@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from .config import RuntimeConfig
-from .errors import CharRNNError
+from ..config import RuntimeConfig
+from ..errors import CharRNNError
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .cells import gru_step, lstm_step, rnn_step
-from .errors import CharRNNError
-from .model import CharRNN
+from ..errors import CharRNNError
+from ..model.cells import gru_step, lstm_step, rnn_step
+from ..model.network import CharRNN
+from ..text.vocab import Vocabulary
 from .sample import StepDecoder
 from .score import TextScore, start_id
-from .vocab import Vocabulary
 
 CHUNK = 4096  # characters run through the fused model at once (logits (1, CHUNK, V))
 
@@ -150,7 +150,7 @@ def value_range(name: str) -> tuple[float, float]:
 
 
 def _gates(cell: str, xw, h, w_hh, b_hh) -> dict:
-    """The gate activations of one step (the same equations as charrnn.cells)."""
+    """The gate activations of one step (the same equations as charrnn.model.cells)."""
     if cell == "lstm":
         i, f, g, o = torch.addmm(xw + b_hh, h, w_hh.t()).chunk(4, dim=1)  # (B, H) each
         return {"i": i.sigmoid(), "f": f.sigmoid(), "g": g.tanh(), "o": o.sigmoid()}

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import CorpusError
+from ..errors import CorpusError
 
 # 1 MiB of input per chunk keeps memory flat on big files, and buffers this size are
 # reused warm; 4 MiB ones cost measurably more in page faults.

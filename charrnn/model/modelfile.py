@@ -16,11 +16,11 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .atomic import atomic_write_bytes
-from .config import ModelConfig
-from .errors import ModelFileError
-from .model import CharRNN
-from .vocab import Vocabulary
+from ..atomic import atomic_write_bytes
+from ..config import ModelConfig
+from ..errors import ModelFileError
+from ..text.vocab import Vocabulary
+from .network import CharRNN
 
 FORMAT = "charrnn-model"
 VERSION = 1

@@ -25,15 +25,15 @@ import torch
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ..atomic import atomic_write_bytes
+from ..config import ModelConfig, TrainConfig
+from ..errors import CharRNNError
+from ..inference.score import score_ids
+from ..model.modelfile import EXTENSION, save_model
+from ..model.network import CharRNN, detach_state, select_state
+from ..text.corpus import PreparedCorpus, load_prepared
 from . import checkpoint
-from .atomic import atomic_write_bytes
-from .config import ModelConfig, TrainConfig
-from .corpus import PreparedCorpus, load_prepared
-from .errors import CharRNNError
-from .model import CharRNN, detach_state, select_state
-from .modelfile import EXTENSION, save_model
 from .runtime import Runtime
-from .score import score_ids
 
 AUTO_EVAL_SHARE = 0.05  # share of the budget automatic validations should take together
 AUTO_EVALS_MAX = 50  # automatic validations per run, at most

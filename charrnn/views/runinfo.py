@@ -8,9 +8,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import MODELS_DIR
-from .modelfile import LoadedModel, load_model
-from .train import METRICS_LOG, read_log
+from ..model.modelfile import LoadedModel, load_model
+from ..training.checkpoint import MODELS_DIR
+from ..training.trainer import METRICS_LOG, read_log
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Using a trained model: sampling, scoring, and what the model sees (analysis)."""

@@ -1,0 +1,1 @@
+"""The network and its files: the CharRNN module, the textbook cell steps, the model file."""

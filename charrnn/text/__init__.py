@@ -1,0 +1,1 @@
+"""Text handling, torch-free: the vocabulary, reading text files, preparing a corpus."""

@@ -1,0 +1,1 @@
+"""Training runs: the loop, the run directory, training states, device and processes."""

@@ -1,0 +1,1 @@
+"""Presentation without I/O: colour scales, terminal renderables, HTML pages, run summaries."""
