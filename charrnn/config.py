@@ -1,27 +1,97 @@
 """Settings, one frozen dataclass per concern; the single source of truth for defaults.
 
-The CLI reads its option defaults from here, and every model file stores the
-ModelConfig and TrainConfig it was made with. No torch here, so `--help` is fast.
+Each field declares its default, its command-line help and its bounds once
+(`setting`); the CLI generates its options from them (cli/options.py), and
+every model file stores the ModelConfig and TrainConfig it was made with.
+No torch here, so `--help` is fast.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from .errors import CharRNNError
+
+
+def setting(
+    default,
+    help: str,
+    *,
+    option: str | None = None,
+    short: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    min_open: bool = False,
+    max_open: bool = False,
+    choices: tuple[str, ...] | None = None,
+    kind: type | None = None,
+    flag: bool = False,
+    negatable: bool = False,
+    path: bool = False,
+    cli: bool = True,
+    default_text: str | None = None,
+):
+    """A dataclass field with what the command line needs to offer it as an option.
+
+    `option` overrides the option name (default: --field-name), `kind` the value
+    type (default: the default's type), `flag` makes a bool an on-switch and
+    `negatable` a --name/--no-name pair, `path` a file name; `cli=False` keeps the field off the
+    command line; `default_text` is shown instead of the default in --help.
+    """
+    meta = {
+        "help": help,
+        "option": option,
+        "short": short,
+        "minimum": minimum,
+        "maximum": maximum,
+        "min_open": min_open,
+        "max_open": max_open,
+        "choices": choices,
+        "kind": kind,
+        "flag": flag,
+        "negatable": negatable,
+        "path": path,
+        "cli": cli,
+        "default_text": default_text,
+    }
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """How a corpus is split into training and validation text."""
 
-    val_fraction: float = 0.1  # the last ~10%, cut at a line boundary
-    val_file: str | None = None  # explicit validation text instead of a split
-    encoding: str = "utf-8"
-    errors: str = "strict"  # or "replace": undecodable bytes become U+FFFD
-    keep_newlines: bool = False  # False: CRLF and lone CR become LF
-    normalize: bool = True  # NFC: a decomposed and a composed "é" are one character
+    val_fraction: float = setting(
+        0.1,
+        "Fraction at the end of the corpus used for validation, cut at a line.",
+        minimum=0,
+        maximum=1,
+        min_open=True,
+        max_open=True,
+    )
+    val_file: str | None = setting(
+        None,
+        "Validation text file (default: split off the end of the corpus).",
+        option="--val",
+        kind=str,
+        path=True,
+    )
+    encoding: str = setting("utf-8", "Text encoding of the corpus files.")
+    errors: str = setting(
+        "strict",
+        "Undecodable bytes: stop with an error, or replace them with U+FFFD.",
+        choices=("strict", "replace"),
+    )
+    keep_newlines: bool = setting(
+        False, "Keep CRLF and lone CR as they are (by default they become LF).", flag=True
+    )
+    normalize: bool = setting(
+        True,
+        "Put text in Unicode NFC form (here, and again when sampling and scoring): "
+        'a decomposed and a composed "é" are one character.',
+        negatable=True,
+    )
 
     @property
     def normalization(self) -> str | None:
@@ -44,12 +114,19 @@ CELLS = ("rnn", "lstm", "gru")
 class ModelConfig:
     """Shape of a CharRNN. The defaults are the measured best for a few CPU minutes."""
 
-    vocab_size: int
-    cell: str = "lstm"
-    layers: int = 1
-    hidden: int = 384
-    embedding: int = 64  # small: a character needs few dimensions, and it cuts FLOPs
-    dropout: float = 0.0
+    vocab_size: int = setting(0, "Characters in the vocabulary.", cli=False)
+    cell: str = setting("lstm", "Recurrent cell.", choices=CELLS)
+    layers: int = setting(1, "Stacked recurrent layers.", minimum=1)
+    hidden: int = setting(384, "Hidden units per layer.", minimum=1)
+    # small: a character needs few dimensions, and it cuts FLOPs
+    embedding: int = setting(64, "Character embedding size.", minimum=1)
+    dropout: float = setting(
+        0.0,
+        "Dropout between layers and before the output layer.",
+        minimum=0,
+        maximum=1,
+        max_open=True,
+    )
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -111,19 +188,29 @@ def default_dropout(config: ModelConfig, train_chars: int) -> float:
 class TrainConfig:
     """Optimisation settings. The defaults are the measured best for a few CPU minutes."""
 
-    seq_len: int = 64
-    batch_size: int = 16
-    lr: float = 6e-3
-    final_lr_ratio: float = 0.05  # the cosine schedule ends at lr * this
-    warmup_steps: int = 20
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # global-norm clipping threshold
-    max_time: float = 300.0  # seconds of training (0 = no limit); the schedule follows it
-    max_steps: int = 0  # 0 = no limit
-    eval_every: int = 0  # steps between validations; 0 = automatic (time-based)
-    seed: int = 0
-    checkpoint_every: float = 60.0  # seconds between training-state saves
-    keep: int = 2  # training states kept in RUN/state (the newest ones)
+    seq_len: int = setting(64, "Characters per truncated-BPTT window.", minimum=1)
+    batch_size: int = setting(16, "Parallel streams per batch.", minimum=1)
+    lr: float = setting(6e-3, "Peak learning rate (AdamW).", minimum=0, min_open=True)
+    final_lr_ratio: float = setting(
+        0.05, "The cosine schedule ends at the peak learning rate times this.", minimum=0
+    )
+    warmup_steps: int = setting(20, "Steps of linear learning-rate warm-up.", minimum=0)
+    weight_decay: float = setting(0.0, "AdamW weight decay.", minimum=0)
+    grad_clip: float = setting(
+        1.0, "Global gradient-norm clipping threshold.", option="--clip", minimum=0, min_open=True
+    )
+    max_time: float = setting(
+        300.0, "Training budget in seconds (0 = none); the LR schedule spans it.", minimum=0
+    )
+    max_steps: int = setting(0, "Stop after this many steps (0 = no limit).", minimum=0)
+    eval_every: int = setting(
+        0, "Validate every N steps (0 = automatically, spread over the budget).", minimum=0
+    )
+    seed: int = setting(0, "Random seed; the same seed repeats a CPU run exactly.")
+    checkpoint_every: float = setting(
+        60.0, "Seconds between saves of the complete training state (RUN/state).", minimum=0
+    )
+    keep: int = setting(2, "Training states kept in RUN/state (the newest).", minimum=1)
 
     def __post_init__(self):
         if self.max_time <= 0 and self.max_steps <= 0:
@@ -156,8 +243,17 @@ class RuntimeConfig:
     """Where and how a run computes. Not part of the run's identity: a resumed run
     may move to another device or precision (it is the same run, not a bit-exact one)."""
 
-    device: str = "auto"  # auto: CUDA when present, else the CPU
-    precision: str = "fp32"  # bf16 / fp16: autocast on CUDA (fp16 with a gradient scaler)
+    device: str = setting(
+        "auto",
+        "Where to compute: auto picks CUDA when present, else the CPU. May change on --resume.",
+        choices=DEVICES,
+    )
+    precision: str = setting(
+        "fp32",
+        "bf16/fp16: mixed precision (autocast) on CUDA; fp16 adds loss scaling. "
+        "May change on --resume.",
+        choices=PRECISIONS,
+    )
 
     def __post_init__(self):
         if self.device not in DEVICES:
@@ -168,3 +264,48 @@ class RuntimeConfig:
             raise CharRNNError(
                 f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}"
             )
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How text is drawn from a model. Checked here, once, for the CLI and Python alike."""
+
+    length: int = setting(500, "Characters to generate after the prime.", minimum=0)
+    temperature: float = setting(
+        0.8,
+        "Softmax temperature; 0 always picks the most likely character.",
+        short="-t",
+        minimum=0,
+    )
+    top_k: int = setting(0, "Sample only among the k most likely characters (0 = all).", minimum=0)
+    top_p: float = setting(
+        1.0,
+        "Nucleus sampling: the smallest set of characters with probability p.",
+        minimum=0,
+        maximum=1,
+        min_open=True,
+    )
+    num_samples: int = setting(
+        1, "Independent samples, generated side by side.", short="-n", minimum=1
+    )
+    stop: str | None = setting(None, "End a sample right after this string appears.", kind=str)
+    seed: int | None = setting(
+        None,
+        "Random seed; the same seed gives the same text.",
+        kind=int,
+        default_text="a fresh one, printed to stderr",
+    )
+
+    def __post_init__(self):
+        if self.length < 0:
+            raise CharRNNError("length must be >= 0")
+        if self.temperature < 0:
+            raise CharRNNError("temperature must be >= 0")
+        if self.top_k < 0:
+            raise CharRNNError("top-k must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise CharRNNError("top-p must be in (0, 1]")
+        if self.num_samples < 1:
+            raise CharRNNError("num-samples must be at least 1")
+        if self.stop == "":
+            raise CharRNNError("stop must not be empty")

@@ -5,6 +5,7 @@ from click.testing import CliRunner
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from charrnn.cli import cli
+from charrnn.config import SampleConfig
 from charrnn.errors import CharRNNError, UnknownCharactersError
 from charrnn.inference.blas_threads import (
     BLOCK_STEPS,
@@ -82,7 +83,7 @@ def test_bad_prime_and_options_fail_before_any_output(tiny_model):
     with pytest.raises(UnknownCharactersError, match="prime"):
         generate(tiny_model.model, tiny_model.vocab, "Zebra€")
     with pytest.raises(CharRNNError):
-        generate(tiny_model.model, tiny_model.vocab, temperature=-1)
+        generate(tiny_model.model, tiny_model.vocab, "", SampleConfig(temperature=-1))
     with pytest.raises(CharRNNError, match="threads"):
         generate(tiny_model.model, tiny_model.vocab, threads=0)
 
@@ -97,7 +98,7 @@ def test_blas_is_held_to_the_asked_threads_while_sampling(tiny_model, threads):
     sampling over 15x slower, so an asked count is kept for the whole decoding."""
     before = blas_threads_now()
     seen = []
-    for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=3, threads=threads):
+    for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", SampleConfig(length=3), threads):
         seen += blas_threads_now()
     assert seen and set(seen) == {threads}
     assert blas_threads_now() == before  # the caller's setting is back
@@ -106,7 +107,9 @@ def test_blas_is_held_to_the_asked_threads_while_sampling(tiny_model, threads):
 def test_default_threads_are_tried_and_then_restored(tiny_model):
     before = blas_threads_now()
     seen = set()
-    for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=BLOCK_STEPS * BLOCKS * 4):
+    for _ in generate(
+        tiny_model.model, tiny_model.vocab, "Fi", SampleConfig(length=BLOCK_STEPS * BLOCKS * 4)
+    ):
         seen.update(blas_threads_now())
     assert seen == set(candidate_counts(min(usable_cores(), blas_thread_limit())))
     assert blas_threads_now() == before
@@ -116,7 +119,7 @@ def test_default_threads_stay_within_the_users_blas_limit(tiny_model):
     """OPENBLAS_NUM_THREADS=1 (or a caller's limit) is a ceiling, not a candidate."""
     seen, steps = set(), BLOCK_STEPS * BLOCKS * 4
     with threadpool_limits(limits=1, user_api="blas"):
-        for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", length=steps):
+        for _ in generate(tiny_model.model, tiny_model.vocab, "Fi", SampleConfig(length=steps)):
             seen.update(blas_threads_now())
     assert seen == {1}
 

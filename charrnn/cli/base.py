@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from ..config import (
-    DataConfig,
-)
 from ..errors import CharRNNError
-
-
-def default_of(cls, name: str):
-    return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
 def _from_rank(message: str) -> str:
@@ -51,52 +43,6 @@ def echo_err(message: str) -> None:
 
 
 # --------------------------------------------------------------------------- preprocess
-DATA_OPTIONS = [
-    click.option(
-        "--val",
-        "val_file",
-        type=click.Path(dir_okay=False),
-        help="Validation text file (default: split off the end of the corpus).",
-    ),
-    click.option(
-        "--val-fraction",
-        type=click.FloatRange(0, 1, min_open=True, max_open=True),
-        default=default_of(DataConfig, "val_fraction"),
-        show_default=True,
-        help="Fraction at the end of the corpus used for validation, cut at a line.",
-    ),
-    click.option(
-        "--encoding",
-        default=default_of(DataConfig, "encoding"),
-        show_default=True,
-        help="Text encoding of the corpus files.",
-    ),
-    click.option(
-        "--errors",
-        type=click.Choice(["strict", "replace"]),
-        default=default_of(DataConfig, "errors"),
-        show_default=True,
-        help="Undecodable bytes: stop with an error, or replace them with U+FFFD.",
-    ),
-    click.option(
-        "--keep-newlines",
-        is_flag=True,
-        help="Keep CRLF and lone CR as they are (by default they become LF).",
-    ),
-    click.option(
-        "--normalize/--no-normalize",
-        default=default_of(DataConfig, "normalize"),
-        show_default=True,
-        help="Put text in Unicode NFC form (here, and again when sampling and scoring).",
-    ),
-]
-DATA_OPTION_NAMES = ("val_file", "val_fraction", "encoding", "errors", "keep_newlines", "normalize")
-
-
-def data_config_from(options: dict) -> DataConfig:
-    return DataConfig(**{name: options[name] for name in DATA_OPTION_NAMES})
-
-
 class ByteProgress:
     """A tqdm bar in bytes for preprocessing (both passes over the sources)."""
 
@@ -131,15 +77,6 @@ def warn_about_corpus(prepared) -> None:
             f"warning: the corpus holds {controls} control character(s) "
             "(other than tab, newline, carriage return and form feed)"
         )
-
-
-def apply_options(options):
-    def decorate(func):
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return decorate
 
 
 # --------------------------------------------------------------------------- sample / score

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import click
 
-from .base import (
-    DATA_OPTIONS,
-    ByteProgress,
-    apply_options,
-    cli,
-    data_config_from,
-    warn_about_corpus,
-)
+from ..config import DataConfig
+from .base import ByteProgress, cli, warn_about_corpus
+from .options import config_from, config_options
 
 
 @cli.command()
@@ -23,7 +18,7 @@ from .base import (
     type=click.Path(file_okay=False),
     help="Output directory [default: CORPUS.charrnn beside the corpus].",
 )
-@apply_options(DATA_OPTIONS)
+@config_options(DataConfig)
 def preprocess(corpus, out, **options):
     """Encode CORPUS into a compact id array plus vocabulary, for `charrnn train`.
 
@@ -34,8 +29,9 @@ def preprocess(corpus, out, **options):
     from ..text.corpus import preprocess as run_preprocess
 
     out = Path(out) if out else default_prepared_dir(corpus)
-    with ByteProgress([corpus, options["val_file"]]) as progress:
-        prepared = run_preprocess(corpus, out, data_config_from(options), progress)
+    data_config = config_from(DataConfig, options)
+    with ByteProgress([corpus, data_config.val_file]) as progress:
+        prepared = run_preprocess(corpus, out, data_config, progress)
     warn_about_corpus(prepared)
     click.echo(
         f"{out}: {prepared.meta['chars']} characters ({len(prepared.train)} train, "

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from ..config import SampleConfig
 from ..errors import UnknownCharactersError
 from .base import (
     MODEL_OPTION,
@@ -21,52 +22,13 @@ from .base import (
     stdout_console,
     write_html,
 )
+from .options import config_from, config_options
 
 
 @cli.command()
 @MODEL_OPTION
 @click.option("--prime", default="", help="Text the sample starts with (it is printed too).")
-@click.option(
-    "--length",
-    type=click.IntRange(0),
-    default=500,
-    show_default=True,
-    help="Characters to generate after the prime.",
-)
-@click.option(
-    "--temperature",
-    "-t",
-    type=float,
-    default=0.8,
-    show_default=True,
-    help="Softmax temperature; 0 always picks the most likely character.",
-)
-@click.option(
-    "--top-k",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Sample only among the k most likely characters (0 = all).",
-)
-@click.option(
-    "--top-p",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Nucleus sampling: the smallest set with probability p.",
-)
-@click.option("--stop", default=None, help="End a sample right after this string appears.")
-@click.option(
-    "--seed", type=int, default=None, help="Random seed [default: a fresh one, printed to stderr]."
-)
-@click.option(
-    "--num-samples",
-    "-n",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Independent samples, generated side by side.",
-)
+@config_options(SampleConfig)
 @click.option(
     "--separator", default="\n\n", show_default=repr("\n\n"), help="Printed between samples."
 )
@@ -83,31 +45,17 @@ from .base import (
     help="BLAS threads for each step [default: the fastest count, timed while sampling; "
     "more threads help only while the cores are idle].",
 )
-def sample(
-    model_path,
-    prime,
-    length,
-    temperature,
-    top_k,
-    top_p,
-    stop,
-    seed,
-    num_samples,
-    separator,
-    skip_unknown,
-    html_file,
-    threads,
-):
+def sample(model_path, prime, separator, skip_unknown, html_file, threads, **options):
     """Generate text from a model; it streams to stdout as it is produced."""
     from ..inference.sample import generate
     from ..text.vocab import normalize
 
-    if temperature < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--temperature")
+    settings = config_from(SampleConfig, options)
     loaded = load_model_arg(model_path)
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-        echo_err(f"seed: {seed}")
+    if settings.seed is None:
+        settings = dataclasses.replace(settings, seed=secrets.randbelow(2**31))
+        echo_err(f"seed: {settings.seed}")
+    num_samples = settings.num_samples
     prime = prime.replace("\\n", "\n")
     unknown = loaded.vocab.unknown_chars(prime)
     if unknown and skip_unknown:
@@ -118,19 +66,7 @@ def sample(
         prime = "".join(
             c for c in normalize(prime, loaded.vocab.normalization) if c in loaded.vocab
         )
-    steps = generate(
-        loaded.model,
-        loaded.vocab,
-        prime,
-        length,
-        temperature,
-        top_k,
-        top_p,
-        num_samples,
-        stop,
-        seed,
-        threads,
-    )
+    steps = generate(loaded.model, loaded.vocab, prime, settings, threads=threads)
     out = sys.stdout
     pieces = [[prime] for _ in range(num_samples)]
     if num_samples == 1:
@@ -159,9 +95,9 @@ def sample(
         about = [
             ("model", str(loaded.path)),
             ("prime", repr(prime)),
-            ("temperature", f"{temperature:g}"),
-            ("top-k / top-p", f"{top_k} / {top_p:g}"),
-            ("seed", str(seed)),
+            ("temperature", f"{settings.temperature:g}"),
+            ("top-k / top-p", f"{settings.top_k} / {settings.top_p:g}"),
+            ("seed", str(settings.seed)),
             ("note", "surprisal is the model's own, at temperature 1"),
         ]
         write_html(html_file, surprisal_report("charrnn sample", sections, about))

@@ -14,9 +14,8 @@ from pathlib import Path
 import click
 
 from ..config import (
-    DEVICES,
-    PRECISIONS,
     SMALL_TEXT_DROPOUT,
+    DataConfig,
     ModelConfig,
     RuntimeConfig,
     TrainConfig,
@@ -24,16 +23,8 @@ from ..config import (
     size_advice,
 )
 from ..errors import CharRNNError
-from .base import (
-    DATA_OPTIONS,
-    ByteProgress,
-    apply_options,
-    cli,
-    data_config_from,
-    default_of,
-    echo_err,
-    warn_about_corpus,
-)
+from .base import ByteProgress, cli, echo_err, warn_about_corpus
+from .options import config_from, config_options
 
 
 # --------------------------------------------------------------------------- train
@@ -122,147 +113,31 @@ class ProgressReporter:
 
 @cli.command()
 @click.argument("corpus", type=click.Path(), required=False)
-@apply_options(DATA_OPTIONS)
+@config_options(DataConfig)
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
     help="Run directory for best/last model files [default: runs/<corpus name>].",
 )
 @click.option("--force", is_flag=True, help="Overwrite models already in the run directory.")
-@click.option(
-    "--cell",
-    type=click.Choice(["rnn", "lstm", "gru"]),
-    default=default_of(ModelConfig, "cell"),
-    show_default=True,
-    help="Recurrent cell.",
+@config_options(
+    ModelConfig,
+    overrides={
+        "dropout": (
+            None,
+            f" [default: 0, or {SMALL_TEXT_DROPOUT} when the model has more parameters "
+            "than the training text has characters]",
+        )
+    },
 )
-@click.option(
-    "--layers",
-    type=click.IntRange(1),
-    default=default_of(ModelConfig, "layers"),
-    show_default=True,
-    help="Stacked recurrent layers.",
-)
-@click.option(
-    "--hidden",
-    type=click.IntRange(1),
-    default=default_of(ModelConfig, "hidden"),
-    show_default=True,
-    help="Hidden units per layer.",
-)
-@click.option(
-    "--embedding",
-    type=click.IntRange(1),
-    default=default_of(ModelConfig, "embedding"),
-    show_default=True,
-    help="Character embedding size.",
-)
-@click.option(
-    "--dropout",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=None,
-    help="Dropout between layers and before the output layer "
-    f"[default: 0, or {SMALL_TEXT_DROPOUT} when the model has more parameters "
-    "than the training text has characters].",
-)
-@click.option(
-    "--seq-len",
-    type=click.IntRange(1),
-    default=default_of(TrainConfig, "seq_len"),
-    show_default=True,
-    help="Characters per truncated-BPTT window.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=default_of(TrainConfig, "batch_size"),
-    show_default=True,
-    help="Parallel streams per batch.",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(0, min_open=True),
-    default=default_of(TrainConfig, "lr"),
-    show_default=True,
-    help="Peak learning rate (AdamW).",
-)
-@click.option(
-    "--weight-decay",
-    type=click.FloatRange(0),
-    default=default_of(TrainConfig, "weight_decay"),
-    show_default=True,
-    help="AdamW weight decay.",
-)
-@click.option(
-    "--clip",
-    type=click.FloatRange(0, min_open=True),
-    default=default_of(TrainConfig, "grad_clip"),
-    show_default=True,
-    help="Global gradient-norm clipping threshold.",
-)
-@click.option(
-    "--max-time",
-    type=click.FloatRange(0),
-    default=default_of(TrainConfig, "max_time"),
-    show_default=True,
-    help="Training budget in seconds (0 = none); the LR schedule spans it.",
-)
-@click.option(
-    "--max-steps",
-    type=click.IntRange(0),
-    default=default_of(TrainConfig, "max_steps"),
-    show_default=True,
-    help="Stop after this many steps (0 = no limit).",
-)
-@click.option(
-    "--eval-every",
-    type=click.IntRange(0),
-    default=default_of(TrainConfig, "eval_every"),
-    show_default=True,
-    help="Validate every N steps (0 = about four times per budget).",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=default_of(TrainConfig, "seed"),
-    show_default=True,
-    help="Random seed; the same seed repeats a CPU run exactly.",
-)
-@click.option(
-    "--checkpoint-every",
-    type=click.FloatRange(0),
-    default=default_of(TrainConfig, "checkpoint_every"),
-    show_default=True,
-    help="Seconds between saves of the complete training state (RUN/state).",
-)
-@click.option(
-    "--keep",
-    type=click.IntRange(1),
-    default=default_of(TrainConfig, "keep"),
-    show_default=True,
-    help="Training states kept in RUN/state (the newest).",
-)
+@config_options(TrainConfig)
 @click.option(
     "--resume",
     "resume_dir",
     type=click.Path(file_okay=False),
     help="Continue the run in this directory exactly where it stopped.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default=default_of(RuntimeConfig, "device"),
-    show_default=True,
-    help="Where to train: auto picks CUDA when present, else the CPU. May change on --resume.",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default=default_of(RuntimeConfig, "precision"),
-    show_default=True,
-    help="bf16/fp16: mixed precision (autocast) on CUDA; fp16 adds loss scaling. "
-    "May change on --resume.",
-)
+@config_options(RuntimeConfig)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 @click.pass_context
@@ -341,20 +216,8 @@ def _start_run(corpus, out, force, options, reporter, runtime):
             path.unlink(missing_ok=True)
         for folder in (STATE_DIR, MODELS_DIR):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
-    data_config = data_config_from(options)
-    train_config = TrainConfig(
-        seq_len=options["seq_len"],
-        batch_size=options["batch_size"],
-        lr=options["lr"],
-        weight_decay=options["weight_decay"],
-        grad_clip=options["clip"],
-        max_time=options["max_time"],
-        max_steps=options["max_steps"],
-        eval_every=options["eval_every"],
-        seed=options["seed"],
-        checkpoint_every=options["checkpoint_every"],
-        keep=options["keep"],
-    )
+    data_config = config_from(DataConfig, options)
+    train_config = config_from(TrainConfig, options)
     # Rank 0 encodes the corpus (when needed); the others then reuse what it wrote.
     prepared = None
     if group.is_main:
@@ -364,14 +227,7 @@ def _start_run(corpus, out, force, options, reporter, runtime):
     group.barrier()
     if prepared is None:
         prepared = prepare(corpus, run_dir / "data", data_config)
-    model_config = ModelConfig(
-        vocab_size=len(prepared.vocab),
-        cell=options["cell"],
-        layers=options["layers"],
-        hidden=options["hidden"],
-        embedding=options["embedding"],
-        dropout=options["dropout"] or 0.0,
-    )
+    model_config = config_from(ModelConfig, options, vocab_size=len(prepared.vocab))
     train_chars = len(prepared.train)
     if options["dropout"] is None:
         model_config = replace(model_config, dropout=default_dropout(model_config, train_chars))

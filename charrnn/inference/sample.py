@@ -16,6 +16,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from ..config import SampleConfig
 from ..errors import CharRNNError, UnknownCharactersError
 from ..model.cells import gru_step, lstm_step, rnn_step
 from ..model.network import CharRNN, State
@@ -97,32 +98,24 @@ def generate(
     model: CharRNN,
     vocab: Vocabulary,
     prime: str = "",
-    length: int = 500,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    num_samples: int = 1,
-    stop: str | None = None,
-    seed: int = 0,
+    settings: SampleConfig | None = None,
     threads: int | None = None,
 ) -> Iterator[list[str]]:
     """An iterator yielding, per step, the next character of each sample ("" once
     a sample stopped). The prime itself is not yielded. A sample stops after
-    `length` characters or right after it produced `stop`.
+    `settings.length` characters or right after it produced `settings.stop`.
 
-    Options and the prime are checked, and the prime is fed, before this returns,
-    so errors surface here rather than at the first character. `threads` is how
-    many BLAS threads the per-character step uses; None: the fastest count as
-    timed while sampling (see blas_threads).
+    The prime is checked and fed before this returns, so errors surface here
+    rather than at the first character. `threads` is how many BLAS threads the
+    per-character step uses; None: the fastest count as timed while sampling
+    (see blas_threads). `settings` default to SampleConfig(); a seed of None
+    draws with seed 0.
     """
+    settings = settings or SampleConfig()
     if threads is not None and threads < 1:
         raise CharRNNError("threads must be >= 1")
-    if temperature < 0:
-        raise CharRNNError("temperature must be >= 0")
-    if not 0 < top_p <= 1:
-        raise CharRNNError("top-p must be in (0, 1]")
-    if top_k < 0:
-        raise CharRNNError("top-k must be >= 0")
+    length, stop, num_samples = settings.length, settings.stop, settings.num_samples
+    seed = settings.seed or 0
     unknown = vocab.unknown_chars(prime)
     if unknown:
         raise UnknownCharactersError(unknown, where="prime")
@@ -142,7 +135,7 @@ def generate(
     decoder = Decoder(model)
     logits = np.repeat(logits[:, -1].numpy(), num_samples, axis=0)  # (S, V)
     layers = decoder.state_from_torch(state, copies=num_samples)
-    choose = Chooser(temperature, top_k, top_p, seed)
+    choose = Chooser(settings.temperature, settings.top_k, settings.top_p, seed)
     return _decode(decoder, vocab, logits, layers, length, stop, choose, threads)
 
 
@@ -189,10 +182,12 @@ def _decode_steps(
         logits = tuner.run(decoder.step, ids, layers)
 
 
-def sample_text(model: CharRNN, vocab: Vocabulary, prime: str = "", **options) -> list[str]:
-    """Convenience for Python callers: the prime plus each whole sample."""
-    pieces = [[prime] for _ in range(options.get("num_samples", 1))]
-    for chars in generate(model, vocab, prime, **options):
+def sample_text(model: CharRNN, vocab: Vocabulary, prime: str = "", **settings) -> list[str]:
+    """Convenience for Python callers: the prime plus each whole sample; `settings`
+    are SampleConfig's fields (length, temperature, top_k, ...)."""
+    config = SampleConfig(**settings)
+    pieces = [[prime] for _ in range(config.num_samples)]
+    for chars in generate(model, vocab, prime, config):
         for piece, char in zip(pieces, chars):
             piece.append(char)
     return ["".join(piece) for piece in pieces]
