@@ -46,10 +46,12 @@ def test_preprocess_then_train_then_sample_then_score(runner, tiny_corpus_file, 
     unseeded = ok(runner.invoke(cli, ["sample", "--model", str(run), "--length", "5"]))
     assert "seed: " in unseeded.stderr
 
-    scored = ok(runner.invoke(cli, ["score", "--model", str(run), "--json", "Speak", "All:"]))
+    scored = ok(
+        runner.invoke(cli, ["score", "--model", str(run), "--json", "--total", "Speak", "All:"])
+    )
     rows = [json.loads(line) for line in scored.stdout.splitlines()]
     assert [r["chars"] for r in rows] == [5, 4, 9]
-    assert rows[-1]["total"] is True
+    assert [r["kind"] for r in rows] == ["text", "text", "total"]
     for key in ("nats_per_char", "bits_per_char", "perplexity", "unknown_chars"):
         assert key in rows[-1]
 
@@ -87,7 +89,7 @@ def test_score_lines_file_stdin_and_document(runner, tiny_run, tmp_path):
         runner.invoke(cli, ["score", "--model", run, "--json"], input="Speak, speak.\nAll:\n")
     )
     assert from_file.stdout == from_stdin.stdout
-    assert len(from_file.stdout.splitlines()) == 3
+    assert len(from_file.stdout.splitlines()) == 2
     doc = ok(runner.invoke(cli, ["score", "--model", run, "--file", str(lines), "--json"]))
     assert json.loads(doc.stdout.splitlines()[0])["chars"] == len("Speak, speak.\nAll:\n")
     table = ok(runner.invoke(cli, ["score", "--model", run, "Speak", "All"]))

@@ -21,6 +21,11 @@ class CharRNNGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Ctrl-C while sampling or scoring: keep what was printed, exit as a shell
+            # expects after SIGINT (130), without click's "Aborted!".
+            _flush_quietly(sys.stdout)
+            ctx.exit(130)
         except CharRNNError as exc:
             raise click.ClickException(_from_rank(str(exc))) from None
         except BrokenPipeError:
@@ -32,6 +37,13 @@ class CharRNNGroup(click.Group):
             raise click.ClickException(_from_rank(f"{where}{exc.strerror or exc}")) from None
 
 
+def _flush_quietly(stream) -> None:
+    try:
+        stream.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
 @click.group(cls=CharRNNGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="charrnn")
 def cli():
@@ -40,6 +52,35 @@ def cli():
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
+
+
+def echo_note(message: str) -> None:
+    """A note on stderr (the seed used, a file written), unless the command got --quiet.
+    Warnings and errors use echo_err and are never silenced."""
+    ctx = click.get_current_context(silent=True)
+    if not (ctx and ctx.params.get("quiet")):
+        echo_err(message)
+
+
+QUIET_OPTION = click.option(
+    "--quiet", "-q", is_flag=True, help="No notes on stderr (warnings and errors still show)."
+)
+
+ESCAPES_HELP = "Escapes: \\n is a newline, \\t a tab, \\\\ a backslash."
+
+
+def unescape(text: str) -> str:
+    """The one escape rule for text given on the command line (sample --prime, score
+    TEXTS, inspect TEXT): \\n is a newline, \\t a tab, \\\\ a backslash; any other
+    backslash stays as it is. Text read from files or stdin is taken as it is."""
+    out, chars = [], iter(text)
+    for char in chars:
+        if char != "\\":
+            out.append(char)
+            continue
+        following = next(chars, "")
+        out.append({"n": "\n", "t": "\t", "\\": "\\"}.get(following, "\\" + following))
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -85,11 +126,15 @@ def html_option(help_text: str):
     return click.option("--html", "html_file", type=click.Path(dir_okay=False), help=help_text)
 
 
+MODEL_ENV = "CHARRNN_MODEL"
 MODEL_OPTION = click.option(
     "--model",
+    "-m",
     "model_path",
     type=click.Path(),
-    help="Model file or run directory [default: the bundled Shakespeare model].",
+    envvar=MODEL_ENV,
+    help=f"Model file or run directory [default: ${MODEL_ENV}, else the bundled "
+    "Shakespeare model].",
 )
 
 
@@ -123,4 +168,4 @@ def write_html(path, html: str) -> None:
     from ..atomic import atomic_write_bytes
 
     atomic_write_bytes(path, html.encode("utf-8"))
-    echo_err(f"wrote {path}")
+    echo_note(f"wrote {path}")

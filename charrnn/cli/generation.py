@@ -11,15 +11,20 @@ import click
 
 from ..config import SampleConfig
 from ..errors import UnknownCharactersError
+from ..views.figures import SCORE_HEADER, score_pairs, score_row
 from .base import (
+    ESCAPES_HELP,
     MODEL_OPTION,
+    QUIET_OPTION,
     cli,
     echo_err,
+    echo_note,
     html_option,
     is_colored,
     load_model_arg,
     print_colored,
     stdout_console,
+    unescape,
     write_html,
 )
 from .options import config_from, config_options
@@ -27,7 +32,11 @@ from .options import config_from, config_options
 
 @cli.command()
 @MODEL_OPTION
-@click.option("--prime", default="", help="Text the sample starts with (it is printed too).")
+@click.option(
+    "--prime",
+    default="",
+    help="Text the sample starts with (it is printed too). " + ESCAPES_HELP,
+)
 @config_options(SampleConfig)
 @click.option(
     "--separator", default="\n\n", show_default=repr("\n\n"), help="Printed between samples."
@@ -45,8 +54,20 @@ from .options import config_from, config_options
     help="BLAS threads for each step [default: the fastest count, timed while sampling; "
     "more threads help only while the cores are idle].",
 )
-def sample(model_path, prime, separator, skip_unknown, html_file, threads, **options):
-    """Generate text from a model; it streams to stdout as it is produced."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per sample: its number, seed, prime, settings and text.",
+)
+@QUIET_OPTION
+def sample(
+    model_path, prime, separator, skip_unknown, html_file, threads, as_json, quiet, **options
+):
+    """Generate text from a model; it streams to stdout as it is produced.
+
+    Ctrl-C stops it, keeping what was printed (exit code 130).
+    """
     from ..inference.sample import generate
     from ..text.vocab import normalize
 
@@ -54,9 +75,9 @@ def sample(model_path, prime, separator, skip_unknown, html_file, threads, **opt
     loaded = load_model_arg(model_path)
     if settings.seed is None:
         settings = dataclasses.replace(settings, seed=secrets.randbelow(2**31))
-        echo_err(f"seed: {settings.seed}")
+        echo_note(f"seed: {settings.seed}")
     num_samples = settings.num_samples
-    prime = prime.replace("\\n", "\n")
+    prime = unescape(prime)
     unknown = loaded.vocab.unknown_chars(prime)
     if unknown and skip_unknown:
         echo_err(
@@ -69,7 +90,20 @@ def sample(model_path, prime, separator, skip_unknown, html_file, threads, **opt
     steps = generate(loaded.model, loaded.vocab, prime, settings, threads=threads)
     out = sys.stdout
     pieces = [[prime] for _ in range(num_samples)]
-    if num_samples == 1:
+    if as_json:
+        for chars in steps:
+            for piece, char in zip(pieces, chars):
+                piece.append(char)
+        for number, piece in enumerate(pieces, start=1):
+            record = {
+                "sample": number,
+                "seed": settings.seed,
+                "prime": prime,
+                "settings": dataclasses.asdict(settings),
+                "text": "".join(piece),
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+    elif num_samples == 1:
         out.write(prime)
         for chars in steps:
             out.write(chars[0])
@@ -152,7 +186,20 @@ def _preview(text: str, width: int = 40) -> str:
     help="With --top: only this position (0 = the first character).",
 )
 @html_option("Write a self-contained HTML report: coloured text, per-character tooltips.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per text, then totals.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON object per text, each with "kind": "text".',
+)
+@click.option(
+    "--total",
+    "with_total",
+    is_flag=True,
+    help='With --json: a last object with "kind": "total" summing all texts '
+    "(the table shows a total row whenever there are several texts).",
+)
+@QUIET_OPTION
 def score(
     texts,
     model_path,
@@ -165,18 +212,25 @@ def score(
     at_position,
     html_file,
     as_json,
+    with_total,
+    quiet,
 ):
     """Score TEXTS: log-probability, nats and bits per character, perplexity.
 
-    Each argument is one text. With no TEXTS, --lines or --file, reads one
-    text per line from stdin. --show, --top and --html show what the model
-    expected at each character (with --json: a "per_char" list per text).
-    Colour follows the terminal; NO_COLOR=1 turns it off, FORCE_COLOR=1 on.
+    Each argument is one text (\\n in it is a newline, \\t a tab, \\\\ a
+    backslash). With no TEXTS, --lines or --file, reads one text per line from
+    stdin. --show, --top and --html show what the model expected at each
+    character (with --json: a "per_char" list per text). Colour follows the
+    terminal; NO_COLOR=1 turns it off, FORCE_COLOR=1 on.
     """
     from ..inference.score import score_text, score_texts, total
     from ..text.textfile import read_text
 
-    items: list[tuple[str, str]] = [("arg", t) for t in texts]
+    if at_position is not None and not top:
+        raise click.UsageError("--at goes with --top K")
+    if with_total and not as_json:
+        raise click.UsageError("--total goes with --json")
+    items: list[tuple[str, str]] = [("arg", unescape(t)) for t in texts]
     if lines_file is None and doc_file is None and not texts:
         if sys.stdin.isatty():
             raise click.UsageError("give TEXTS, --lines FILE, --file FILE, or pipe text in")
@@ -194,8 +248,6 @@ def score(
     if doc_file is not None:
         results.append(score_text(loaded.model, loaded.vocab, items[-1][1], exact=exact))
     totals = total(results)
-    if at_position is not None and not top:
-        raise click.UsageError("--at goes with --top K")
     analyses = None
     if show or top or html_file:
         from ..inference.analysis import analyze_text
@@ -211,23 +263,21 @@ def score(
 
         about = [("model", str(loaded.path)), ("texts", str(len(items)))]
         if len(items) > 1:
-            about += [(f"total: {k}", v) for k, v in _score_summary(totals)]
+            about += [(f"total: {k}", v) for k, v in score_pairs(totals)]
         write_html(html_file, surprisal_report("charrnn score", list(zip(labels, analyses)), about))
     if as_json:
         for index, ((kind, text), result) in enumerate(zip(items, results)):
             shown = doc_file if kind == "file" else text
-            record = {"text": shown, **result.to_dict()}
+            record = {"kind": "text", "text": shown, **result.to_dict()}
             if analyses is not None and (show or top):
                 record["per_char"] = analyses[index].records(positions[index], top or 0)
             click.echo(json.dumps(record, ensure_ascii=False))
-        click.echo(json.dumps({"total": True, "texts": len(results), **totals.to_dict()}))
+        if with_total:
+            click.echo(json.dumps({"kind": "total", "texts": len(results), **totals.to_dict()}))
     else:
         if show or top:
             _print_details(analyses, labels, positions, show, top)
-        click.echo(
-            f"{'bits/char':>9} {'nats/char':>9} {'perplexity':>10} {'chars':>8} "
-            f"{'log-prob':>11}  text"
-        )
+        click.echo(SCORE_HEADER)
         rows = [
             ((doc_file if kind == "file" else _preview(text)), r)
             for (kind, text), r in zip(items, results)
@@ -235,10 +285,7 @@ def score(
         if len(results) > 1:
             rows.append(("(total)", totals))
         for label, r in rows:
-            click.echo(
-                f"{r.bits_per_char:9.4f} {r.nats_per_char:9.4f} {r.perplexity:10.3f} "
-                f"{r.chars:8d} {r.log_prob:11.2f}  {label}"
-            )
+            click.echo(score_row(r, label))
     if totals.unknown_chars:
         echo_err(
             f"warning: skipped {totals.unknown_chars} character(s) the model has never "
@@ -259,18 +306,6 @@ def _positions(analysis, at_position) -> list[int]:
             param_hint="--at",
         )
     return [at_position]
-
-
-def _score_summary(result) -> list[tuple[str, str]]:
-    if not result.chars:
-        return [("characters scored", "0")]
-    return [
-        ("characters scored", f"{result.chars:,}"),
-        ("bits/char", f"{result.bits_per_char:.4f}"),
-        ("nats/char", f"{result.nats_per_char:.4f}"),
-        ("perplexity", f"{result.perplexity:.3f}"),
-        ("unknown characters skipped", str(result.unknown_chars)),
-    ]
 
 
 def _print_details(analyses, labels, positions, show, top) -> None:

@@ -9,7 +9,9 @@ import click
 
 from ..errors import CharRNNError
 from .base import (
+    MODEL_ENV,
     MODEL_OPTION,
+    QUIET_OPTION,
     cli,
     echo_err,
     html_option,
@@ -17,6 +19,7 @@ from .base import (
     load_model_arg,
     print_colored,
     stdout_console,
+    unescape,
     write_html,
 )
 
@@ -29,7 +32,7 @@ def _read_one_text(text, text_file) -> str:
     if text_file is not None:
         return sys.stdin.read() if text_file == "-" else read_text(text_file)
     if text is not None:
-        return text.replace("\\n", "\n")
+        return unescape(text)
     if sys.stdin.isatty():
         raise click.UsageError("give TEXT, --file FILE, or pipe text in")
     return sys.stdin.read()
@@ -79,7 +82,11 @@ def _units(spec: str | None) -> list[int]:
 @cli.command()
 @click.argument("text", required=False)
 @MODEL_OPTION
-@click.option("--cells", is_flag=True, help="Show hidden-unit activations (the only mode for now).")
+@click.option(
+    "--cells",
+    is_flag=True,
+    help="Show hidden-unit activations (the default, and for now the only mode).",
+)
 @click.option(
     "--file",
     "text_file",
@@ -117,20 +124,31 @@ def _units(spec: str | None) -> list[int]:
 )
 @html_option("Write a self-contained HTML page of the activations.")
 @click.option("--json", "as_json", is_flag=True, help="Print activations and matches as JSON.")
+@QUIET_OPTION
 def inspect(
-    text, model_path, cells, text_file, units, state_spec, layer, find, count, html_file, as_json
+    text,
+    model_path,
+    cells,
+    text_file,
+    units,
+    state_spec,
+    layer,
+    find,
+    count,
+    html_file,
+    as_json,
+    quiet,
 ):
     """See what single units respond to: TEXT coloured by each unit's activation.
 
     Records the activations of one layer while reading TEXT (\\n in it is a
-    newline), --file, or stdin. --find quotes|brackets|line-position lists the units whose
-    activation follows that feature most closely (Pearson r): the classic
-    quote-detecting cell. Colour follows the terminal, as for `score --show`.
+    newline, \\t a tab, \\\\ a backslash), --file, or stdin. --find
+    quotes|brackets|line-position lists the units whose activation follows that
+    feature most closely (Pearson r): the classic quote-detecting cell. Colour
+    follows the terminal, as for `score --show`.
     """
     from ..inference.analysis import find_units, record_activations, select_units, value_range
 
-    if not cells:
-        raise click.UsageError("choose what to inspect: --cells")
     content = _read_one_text(text, text_file)
     loaded = load_model_arg(model_path)
     states = _states(state_spec, loaded.config.cell)
@@ -206,13 +224,14 @@ def inspect(
 
 
 @cli.command()
-@click.argument("path", type=click.Path(), required=False)
+@click.argument("path", type=click.Path(), required=False, envvar=MODEL_ENV)
 @html_option("Write the same as an HTML page with an SVG chart of the losses.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
-def info(path, html_file, as_json):
+@QUIET_OPTION
+def info(path, html_file, as_json, quiet):
     """Describe a model file or run directory: config, vocabulary, parameters,
     best validation loss, and train / validation loss over steps (from the
-    run's metrics.jsonl). PATH defaults to the bundled model.
+    run's metrics.jsonl). PATH defaults to $CHARRNN_MODEL, else the bundled model.
     """
     from ..bundled import bundled_model
     from ..views.runinfo import run_info

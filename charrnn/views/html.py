@@ -21,6 +21,7 @@ from .colorscale import (
     surprisal_rgb,
     text_rgb,
 )
+from .figures import score_pairs
 from .terminal import NEWLINE_MARK, shown_char, state_label
 
 CSS = """
@@ -119,20 +120,6 @@ def surprisal_legend_html() -> str:
     return f'<p class="legend">surprisal in bits (hover a character for details): {cells}</p>'
 
 
-def score_rows(analysis: TextAnalysis) -> list[tuple[str, str]]:
-    result = analysis.score()
-    rows = [("characters scored", f"{result.chars:,}")]
-    if result.chars:
-        rows += [
-            ("bits/char", f"{result.bits_per_char:.4f}"),
-            ("nats/char", f"{result.nats_per_char:.4f}"),
-            ("perplexity", f"{result.perplexity:.3f}"),
-            ("log-probability", f"{result.log_prob:.2f}"),
-        ]
-    rows.append(("unknown characters skipped", str(result.unknown_chars)))
-    return rows
-
-
 def surprisal_report(
     title: str, sections: list[tuple[str, TextAnalysis]], about: list[tuple[str, str]]
 ) -> str:
@@ -141,7 +128,7 @@ def surprisal_report(
     for label, analysis in sections:
         body.append(f"<h2>{escape(label)}</h2>")
         body.append(surprisal_html(analysis))
-        body.append(summary_table(score_rows(analysis)))
+        body.append(summary_table(score_pairs(analysis.score())))
     return page(title, "\n".join(body))
 
 

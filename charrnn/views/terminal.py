@@ -17,6 +17,7 @@ from rich.text import Text
 
 from ..inference.analysis import GATE_NAMES, Activations, TextAnalysis, UnitMatch, value_range
 from ..inference.analysis import display_value as squash
+from . import figures
 from .colorscale import (
     LEGEND_BITS,
     activation_rgb,
@@ -99,16 +100,7 @@ def surprisal_legend(color: bool) -> Text | str:
 
 
 def score_line(analysis: TextAnalysis) -> str:
-    result = analysis.score()
-    if not result.chars:
-        return "no character scored"
-    line = (
-        f"{result.bits_per_char:.4f} bits/char, {result.nats_per_char:.4f} nats/char, "
-        f"perplexity {result.perplexity:.3f}, {result.chars} characters"
-    )
-    if analysis.unknown_chars:
-        line += f" ({analysis.unknown_chars} unknown skipped)"
-    return line
+    return figures.score_line(analysis.score())
 
 
 def top_table(analysis: TextAnalysis, positions: list[int], title: str | None = None) -> Table:

@@ -1,0 +1,55 @@
+"""How scores are written out: one formatter per output shape (a table row, a
+one-line summary, label/value pairs for report tables, a loss in nats and bits).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..inference.score import TextScore
+
+SCORE_HEADER = (
+    f"{'bits/char':>9} {'nats/char':>9} {'perplexity':>10} {'chars':>8} {'log-prob':>11}  text"
+)
+
+
+def score_row(score: TextScore, label: str) -> str:
+    """One row under SCORE_HEADER."""
+    return (
+        f"{score.bits_per_char:9.4f} {score.nats_per_char:9.4f} {score.perplexity:10.3f} "
+        f"{score.chars:8d} {score.log_prob:11.2f}  {label}"
+    )
+
+
+def score_line(score: TextScore) -> str:
+    """One line: bits and nats per character, perplexity, characters (and unknown ones)."""
+    if not score.chars:
+        return "no character scored"
+    line = (
+        f"{score.bits_per_char:.4f} bits/char, {score.nats_per_char:.4f} nats/char, "
+        f"perplexity {score.perplexity:.3f}, {score.chars} characters"
+    )
+    if score.unknown_chars:
+        line += f" ({score.unknown_chars} unknown skipped)"
+    return line
+
+
+def score_pairs(score: TextScore) -> list[tuple[str, str]]:
+    """(label, value) rows for a report's table."""
+    rows = [("characters scored", f"{score.chars:,}")]
+    if score.chars:
+        rows += [
+            ("bits/char", f"{score.bits_per_char:.4f}"),
+            ("nats/char", f"{score.nats_per_char:.4f}"),
+            ("perplexity", f"{score.perplexity:.3f}"),
+            ("log-probability", f"{score.log_prob:.2f}"),
+        ]
+    rows.append(("unknown characters skipped", str(score.unknown_chars)))
+    return rows
+
+
+def nats_and_bits(nats: float) -> str:
+    """A loss per character, e.g. '1.4392 nats/char (2.0763 bits/char)'."""
+    return f"{nats:.4f} nats/char ({nats / math.log(2):.4f} bits/char)"
