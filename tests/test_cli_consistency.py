@@ -95,9 +95,10 @@ def test_short_model_option_and_environment_variable(runner, tiny_run, monkeypat
     from_env = ok(runner.invoke(cli, ["score", "--json", "All:"]))
     assert long_form.stdout == short_form.stdout == from_env.stdout
     sampled = ok(runner.invoke(cli, ["sample", "--length", "20", "--seed", "4"]))
-    assert sampled.stdout == ok(
-        runner.invoke(cli, ["sample", "-m", run, "--length", "20", "--seed", "4"])
-    ).stdout
+    assert (
+        sampled.stdout
+        == ok(runner.invoke(cli, ["sample", "-m", run, "--length", "20", "--seed", "4"])).stdout
+    )
     described = json.loads(ok(runner.invoke(cli, ["info", "--json"])).stdout)
     assert described["model"].startswith(run)
     # An option given on the command line wins over the environment.
