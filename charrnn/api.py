@@ -1,0 +1,133 @@
+"""The Python front door: load a model and sample, score or analyse with it;
+train or resume a run. The CLI is built on the same library calls.
+
+    import charrnn
+    m = charrnn.load()                          # the bundled Shakespeare model
+    print(m.sample("ROMEO.", length=200, temperature=0.8, seed=1))
+    print(m.score("To be, or not to be").bits_per_char)
+    result = charrnn.train("notes.txt", out="runs/notes", max_time=60, hidden=256)
+    m = charrnn.load(result.out_dir)
+
+Loading and sampling run in numpy; torch is imported only by what needs it
+(scoring, analysis, training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import DataConfig, ModelConfig, RuntimeConfig, SampleConfig, TrainConfig
+from .errors import CharRNNError
+
+if TYPE_CHECKING:
+    from .inference.analysis import Activations, TextAnalysis
+    from .inference.score import TextScore
+    from .model.modelfile import LoadedModel
+    from .model.network import CharRNN
+    from .text.vocab import Vocabulary
+    from .training.trainer import Reporter, TrainResult
+
+
+class Model:
+    """A trained model with its vocabulary, ready to sample, score and analyse."""
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+
+    @property
+    def path(self) -> Path:
+        return self.loaded.path
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.loaded.config
+
+    @property
+    def vocab(self) -> Vocabulary:
+        return self.loaded.vocab
+
+    @property
+    def info(self) -> dict:
+        """Training facts stored with the weights (steps, validation loss, settings)."""
+        return self.loaded.info
+
+    @property
+    def module(self) -> CharRNN:
+        """The torch module (built on first use; CPU, eval mode)."""
+        return self.loaded.model
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"<charrnn.Model {c.cell} {c.layers}x{c.hidden}, {len(self.vocab)} characters, "
+            f"from {self.path}>"
+        )
+
+    def samples(
+        self, count: int, prime: str = "", *, threads: int | None = None, **settings
+    ) -> list[str]:
+        """`count` independent samples, each the prime plus what follows it.
+
+        `settings` are SampleConfig's fields (length, temperature, top_k, top_p,
+        stop, seed); without a seed each call draws a fresh one.
+        """
+        from .inference.sample import generate
+
+        config = _sample_config(num_samples=count, **settings)
+        pieces = [[prime] for _ in range(count)]
+        for chars in generate(self.module, self.vocab, prime, config, threads=threads):
+            for piece, char in zip(pieces, chars):
+                piece.append(char)
+        return ["".join(piece) for piece in pieces]
+
+    def sample(self, prime: str = "", *, threads: int | None = None, **settings) -> str:
+        """One sample: the prime plus what the model writes after it (see `samples`)."""
+        return self.samples(1, prime, threads=threads, **settings)[0]
+
+    def score(
+        self, text: str | Iterable[str], *, exact: bool = False
+    ) -> TextScore | list[TextScore]:
+        """How well the model predicts a text (a str: one TextScore, read as one
+        document) or each of several independent texts (a list: one TextScore each).
+        Characters the model has never seen are skipped and counted."""
+        from .inference.score import score_text, score_texts
+
+        if isinstance(text, str):
+            return score_text(self.module, self.vocab, text, exact=exact)
+        return score_texts(self.module, self.vocab, list(text))
+
+    def analyze(self, text: str, top_k: int = 5) -> TextAnalysis:
+        """Per character: its probability, surprisal and the top_k likeliest alternatives."""
+        from .inference.analysis import analyze_text
+
+        return analyze_text(self.module, self.vocab, text, top_k=top_k)
+
+    def activations(self, text: str, layer: int = -1) -> Activations:
+        """Hidden state (and cell state, gates) of one layer after each character."""
+        from .inference.analysis import record_activations
+
+        return record_activations(self.module, self.vocab, text, layer)
+
+
+def _sample_config(**settings) -> SampleConfig:
+    known = {f.name for f in dataclasses.fields(SampleConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise CharRNNError(
+            f"unknown sampling setting {unknown[0]!r}; choose from {', '.join(sorted(known))}"
+        )
+    if settings.get("seed") is None:
+        settings["seed"] = secrets.randbelow(2**31)
+    return SampleConfig(**settings)
+
+
+def load(path: str | Path | None = None) -> Model:
+    """A model file, or a run directory's best model; None: the bundled Shakespeare model."""
+    from .bundled import bundled_model
+    from .model.modelfile import load_model
+
+    return Model(load_model(path if path is not None else bundled_model()))
