@@ -4,8 +4,8 @@ units whose activations follow simple features of the text (quotes, brackets,
 position in the line). Pure computation: no files, no printing.
 
 Conventions are score.py's: the text is normalised as the vocabulary says,
-characters the vocabulary lacks are dropped and counted, and the first
-character is predicted from the start context (a newline).
+characters the vocabulary lacks are dropped and counted, and the text is read
+after the vocabulary's start id (Vocabulary.with_start).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..model.cells import gru_step, lstm_step, rnn_step
 from ..model.network import CharRNN
 from ..text.vocab import Vocabulary
 from .sample import StepDecoder
-from .score import TextScore, start_id
+from .score import TextScore
 
 CHUNK = 4096  # characters run through the fused model at once (logits (1, CHUNK, V))
 
@@ -97,9 +97,7 @@ def analyze_text(model: CharRNN, vocab: Vocabulary, text: str, top_k: int = 5) -
     if top_k < 1:
         raise CharRNNError("top-k must be at least 1")
     ids, shown, unknown = known_text(vocab, text)
-    begin = start_id(vocab)
-    inputs = np.concatenate([[begin] if begin is not None else [], ids[:-1]]).astype(np.int64)
-    targets = ids if begin is not None else ids[1:]
+    inputs, targets = vocab.inputs_and_targets(ids)
     k = min(top_k, len(vocab))
     probs = np.full(len(ids), np.nan)
     top_probs = np.zeros((len(ids), k))
@@ -108,7 +106,7 @@ def analyze_text(model: CharRNN, vocab: Vocabulary, text: str, top_k: int = 5) -
     model.eval()
     state = None
     inputs_t = torch.from_numpy(inputs)
-    targets_t = torch.from_numpy(np.asarray(targets, dtype=np.int64))
+    targets_t = torch.from_numpy(targets)
     for t in range(0, len(targets), CHUNK):
         logits, state = model(inputs_t[None, t : t + CHUNK], state)  # (1, T, V)
         # float64 softmax, as score.py: the figures agree with `charrnn score` exactly.
@@ -179,9 +177,8 @@ def record_activations(
     layers = [(zeros, zeros) if cell == "lstm" else zeros for _ in range(config.layers)]
     names = recorded_names(cell)
     values = {name: np.zeros((len(ids), config.hidden), dtype=np.float32) for name in names}
-    begin = start_id(vocab)
-    sequence = ([begin] if begin is not None else []) + ids.tolist()
-    first = len(sequence) - len(ids)  # the start context is read but not recorded
+    sequence = vocab.with_start(ids).tolist()
+    first = len(sequence) - len(ids)  # the start id is read but not recorded
     for t, char_id in enumerate(sequence):
         x = None
         for k in range(config.layers):

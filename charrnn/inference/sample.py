@@ -29,7 +29,6 @@ from .blas_threads import (
     usable_cores,
 )
 from .decoder import Chooser, Decoder
-from .score import start_id
 
 SHORT_PRIME = 1000  # characters (with the start newline) fed on one torch thread
 
@@ -119,8 +118,7 @@ def generate(
     unknown = vocab.unknown_chars(prime)
     if unknown:
         raise UnknownCharactersError(unknown, where="prime")
-    begin = start_id(vocab)
-    context = ([begin] if begin is not None else []) + vocab.encode(prime).tolist()
+    context = vocab.with_start(vocab.encode(prime)).tolist()
     if not context:  # no prime and no newline in the vocabulary: start anywhere
         context = [int(np.random.default_rng(seed).integers(len(vocab)))]
     model.eval()
