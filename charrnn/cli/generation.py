@@ -66,7 +66,7 @@ def sample(model_path, prime, separator, skip_unknown, html_file, threads, **opt
         prime = "".join(
             c for c in normalize(prime, loaded.vocab.normalization) if c in loaded.vocab
         )
-    steps = generate(loaded.model, loaded.vocab, prime, settings, threads=threads)
+    steps = generate(loaded, loaded.vocab, prime, settings, threads=threads)
     out = sys.stdout
     pieces = [[prime] for _ in range(num_samples)]
     if num_samples == 1:
