@@ -3,7 +3,7 @@
 The numpy `decoder.Decoder` advances the state one character per step. A
 short prime is read with it too, so that sampling from a LoadedModel never
 imports torch (a second of start-up); a long prime is run once through the
-fused torch model, which reads it many times faster.
+fused torch model.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ if TYPE_CHECKING:
     from ..model.network import CharRNN
 
 # Primes up to this many characters (with the start newline) are read by the numpy
-# decoder. Longer ones go through the fused torch model: 1x512 LSTM, 2 cores,
-# 20,000 characters took 1.1-1.3 s there, against ~0.1 ms a character here.
+# decoder on one BLAS thread: 1,000 characters of the bundled 1x384 LSTM took
+# 0.06-0.14 s on the 2-core machine while other work ran on it. Longer primes go
+# through the fused torch model on all its threads (20,000 characters: 1.9-2.9 s
+# there, against 1.5-1.7 s in numpy, so the numpy path is no slower at that size).
 SHORT_PRIME = 1000
 
 
@@ -65,7 +67,7 @@ def generate(
         raise UnknownCharactersError(unknown, where="prime")
     context = vocab.with_start(vocab.encode(prime))
     if not len(context):  # no prime and no newline in the vocabulary: start anywhere
-        context = np.random.default_rng(seed).integers(len(vocab), size=1)
+        context = np.array([np.random.default_rng(seed).integers(len(vocab))])
     if isinstance(model, LoadedModel):
         decoder = Decoder(model.config, model.weights)
     else:
