@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from charrnn.config import ModelConfig
+from charrnn.config import ModelConfig, SampleConfig
 from charrnn.inference.sample import generate
 from charrnn.model.network import CharRNN
 from charrnn.text.textfile import read_text
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
             for name, threads in SETTINGS.items():
                 if busy and threads == 2:
                     continue  # measured below 333 chars/s: minutes per repeat
-                seconds = timed(generate, model, vocab, "ROMEO:", args.length, threads=threads)
+                settings = SampleConfig(length=args.length)
+                seconds = timed(generate, model, vocab, "ROMEO:", settings, threads=threads)
                 results[name].append(round(args.length / seconds))
     finally:
         for process in busy:

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from charrnn.config import ModelConfig
+from charrnn.config import ModelConfig, SampleConfig
 from charrnn.inference.sample import generate
 from charrnn.inference.score import score_ids
 from charrnn.model.modelfile import load_model
@@ -62,9 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         "threads": torch.get_num_threads(),
     }
     for samples, threads in ((1, None), (1, 1), (1, 2), (32, None), (32, 1)):
-        seconds = timed(
-            generate, model, vocab, "ROMEO:", args.length, num_samples=samples, threads=threads
-        )
+        settings = SampleConfig(length=args.length, num_samples=samples)
+        seconds = timed(generate, model, vocab, "ROMEO:", settings, threads=threads)
         name = f"sample_chars_per_s_batch{samples}" + (f"_threads{threads}" if threads else "")
         results[name] = round(samples * args.length / seconds)
     ids = vocab.encode(val_text)

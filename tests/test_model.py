@@ -11,10 +11,10 @@ from torch.func import functional_call
 import charrnn.training.trainer
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.inference.decoder import Decoder
-from charrnn.inference.sample import StepDecoder
-from charrnn.model.cells import gru_step, lstm_step, rnn_step
+from charrnn.model.cells import GATES, cell_step
 from charrnn.model.modelfile import load_model
 from charrnn.model.network import CharRNN, select_state
+from charrnn.model.stepper import Stepper
 from charrnn.text.corpus import preprocess
 from charrnn.training.trainer import AUTO_EVALS_MAX, auto_eval_intervals, train
 
@@ -49,36 +49,78 @@ def test_fused_forward_equals_single_steps(cell):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("cell", CELLS)
-def test_step_decoder_equals_fused_forward(cell):
-    """The sampler's hand-written step (textbook equations) == the fused torch module."""
-    model = tiny(cell, layers=3)
-    ids = torch.randint(0, 7, (4, 9))
-    fused, _ = model(ids)
-    decoder = StepDecoder(model)
-    _, state = model(ids[:, :1])  # first step through torch, the rest hand-written
-    for t in range(1, ids.shape[1]):
-        logits, state = decoder.step(ids[:, t], state)
-        torch.testing.assert_close(logits, fused[:, t], atol=1e-5, rtol=1e-5)
+def stepped(stepper: Stepper, ids: torch.Tensor):
+    """Logits (B, T, V) and the per-layer state after stepping ids (B, T) from zero."""
+    layers, logits = stepper.zero_state(ids.shape[0]), []
+    for t in range(ids.shape[1]):
+        logits.append(stepper.step(ids[:, t], layers)[0])
+    return torch.stack(logits, dim=1), layers
 
 
+def per_layer(cell: str, state) -> list:
+    """torch's state layout (h (L, B, H), or (h, c)) -> a list per layer."""
+    return list(zip(*state)) if cell == "lstm" else list(state)
+
+
+def flat(layers: list) -> list[np.ndarray]:
+    """A per-layer state (torch or numpy) as arrays: each layer's h, then c for LSTM."""
+    parts = [part for layer in layers for part in (layer if isinstance(layer, tuple) else [layer])]
+    return [np.asarray(part) for part in parts]
+
+
+def assert_states_close(*states: list) -> None:
+    for parts in zip(*map(flat, states), strict=True):
+        for part in parts[1:]:
+            np.testing.assert_allclose(part, parts[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("cell", CELLS)
-def test_numpy_decoder_equals_fused_forward(cell):
-    """The sampler's fast numpy step (reordered, pre-scaled gates) == the fused module."""
-    model = tiny(cell, layers=3)
+def test_reference_step_equals_fused_forward(cell, layers):
+    """The textbook cells, one character at a time == the fused torch module."""
+    model = tiny(cell, layers=layers)
     ids = torch.randint(0, 7, (4, 9))
     with torch.no_grad():
-        fused, _ = model(ids)
-        _, state = model(ids[:, :1])
-    decoder = Decoder(model)
-    layers = decoder.state_from_torch(state)
-    for t in range(1, ids.shape[1]):
-        logits = decoder.step(ids[:, t].numpy(), layers)
-        np.testing.assert_allclose(logits, fused[:, t].numpy(), atol=1e-5, rtol=1e-5)
+        fused, fused_state = model(ids)
+    logits, state = stepped(Stepper(model), ids)
+    torch.testing.assert_close(logits, fused, atol=1e-5, rtol=1e-5)
+    assert_states_close(per_layer(cell, fused_state), state)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_numpy_decoder_equals_reference_step_and_fused_forward(cell, layers):
+    """The sampler's fast numpy step (reordered, pre-scaled gates) == the textbook
+    step == the fused module, logits and state, built from the module or its weights."""
+    model = tiny(cell, layers=layers)
+    ids = torch.randint(0, 7, (4, 9))
+    with torch.no_grad():
+        fused, fused_state = model(ids)
+    reference, reference_state = stepped(Stepper(model), ids)
+    weights = {k: v.numpy() for k, v in model.state_dict().items()}
+    for decoder in (Decoder.from_model(model), Decoder(model.config, weights)):
+        layers = decoder.zero_state(4)
+        for t in range(ids.shape[1]):
+            logits = decoder.step(ids[:, t].numpy(), layers)
+            np.testing.assert_allclose(logits, reference[:, t].numpy(), atol=1e-5, rtol=1e-5)
+            np.testing.assert_allclose(logits, fused[:, t].numpy(), atol=1e-5, rtol=1e-5)
+        assert_states_close(per_layer(cell, fused_state), reference_state, layers)
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_textbook_cell_matches_torch_cell(cell):
+def test_numpy_decoder_reads_a_sequence_and_takes_torch_state(cell):
+    model = tiny(cell, layers=2)
+    ids = torch.randint(0, 7, (1, 12))
+    with torch.no_grad():
+        fused, state = model(ids)
+    decoder = Decoder.from_model(model)
+    logits, layers = decoder.read(ids[0].tolist())
+    np.testing.assert_allclose(logits, fused[:, -1].numpy(), atol=1e-5, rtol=1e-5)
+    assert_states_close(decoder.state_from_torch(state), layers)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_textbook_cell_matches_torch_cell_and_returns_its_gates(cell):
     torch.manual_seed(1)
     n_in, hidden, batch = 6, 5, 4
     module = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](n_in, hidden, batch_first=True)
@@ -90,12 +132,17 @@ def test_textbook_cell_matches_torch_cell(cell):
     with torch.no_grad():
         if cell == "lstm":
             _, (h_ref, c_ref) = module(x, (h0, c0))
-            h, c = lstm_step(xw, h0[0], c0[0], *args)
+            (h, c), gates = cell_step(cell, xw, (h0[0], c0[0]), *args)
             torch.testing.assert_close(c, c_ref[0])
+            torch.testing.assert_close(c, gates["f"] * c0[0] + gates["i"] * gates["g"])
+            torch.testing.assert_close(h, gates["o"] * torch.tanh(c))
         else:
             _, h_ref = module(x, h0)
-            h = (rnn_step if cell == "rnn" else gru_step)(xw, h0[0], *args)
+            h, gates = cell_step(cell, xw, h0[0], *args)
     torch.testing.assert_close(h, h_ref[0])
+    assert tuple(gates) == GATES[cell]
+    if cell == "gru":
+        torch.testing.assert_close(h, (1 - gates["z"]) * gates["n"] + gates["z"] * h0[0])
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -1,7 +1,9 @@
+import json
 import os
 import pickle
 import time
 
+import numpy as np
 import pytest
 import torch
 from helpers import WritesMarker
@@ -9,7 +11,7 @@ from safetensors.torch import save_file
 
 from charrnn.config import ModelConfig
 from charrnn.errors import ModelFileError
-from charrnn.model.modelfile import load_model, save_model
+from charrnn.model.modelfile import load_model, save_model, weight_shapes
 from charrnn.model.network import CharRNN
 from charrnn.text.vocab import Vocabulary
 
@@ -29,6 +31,10 @@ def test_round_trip(saved):
     loaded = load_model(path)
     assert loaded.vocab == vocab and loaded.config == model.config
     assert loaded.info == {"step": 7}
+    for name, value in model.state_dict().items():
+        assert loaded.weights[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded.weights[name], value.numpy())
+    assert loaded.model is loaded.model and not loaded.model.training  # built once, eval mode
     ids = torch.tensor([[1, 2, 3, 4]])
     torch.testing.assert_close(loaded.model(ids)[0], model.eval()(ids)[0])
     assert not list(path.parent.glob("*.tmp"))  # the atomic write left nothing behind
@@ -94,3 +100,32 @@ def test_wrong_version_and_foreign_safetensors(tmp_path, saved):
     )
     with pytest.raises(ModelFileError, match="version"):
         load_model(newer)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_weight_shapes_without_torch_match_the_module(cell, layers):
+    config = ModelConfig(vocab_size=11, cell=cell, layers=layers, hidden=6, embedding=3)
+    module = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
+    assert weight_shapes(config) == module
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path, saved):
+    path, model, vocab = saved
+    for name, tensors in {
+        "missing": {k: v for k, v in model.state_dict().items() if k != "head.bias"},
+        "reshaped": {**model.state_dict(), "head.bias": torch.zeros(3)},
+    }.items():
+        bad = tmp_path / f"{name}.safetensors"
+        save_file(
+            {k: v.contiguous() for k, v in tensors.items()},
+            bad,
+            metadata={
+                "format": "charrnn-model",
+                "version": "1",
+                "model_config": json.dumps(model.config.to_dict()),
+                "vocab": vocab.to_json(),
+            },
+        )
+        with pytest.raises(ModelFileError, match="weights do not match the model config"):
+            load_model(bad)

@@ -1,9 +1,17 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from threadpoolctl import threadpool_info, threadpool_limits
 
+import charrnn
+import charrnn.inference.sample
+from charrnn.bundled import bundled_corpus, bundled_model
 from charrnn.cli import cli
 from charrnn.config import SampleConfig
 from charrnn.errors import CharRNNError, UnknownCharactersError
@@ -15,8 +23,14 @@ from charrnn.inference.blas_threads import (
     candidate_counts,
     usable_cores,
 )
-from charrnn.inference.decoder import Chooser
-from charrnn.inference.sample import generate, sample_text
+from charrnn.inference.decoder import Chooser, Decoder
+from charrnn.inference.sample import SHORT_PRIME, generate, sample_text
+from charrnn.model.modelfile import load_model
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model(bundled_model())
 
 
 def test_same_seed_same_sample(tiny_model):
@@ -25,6 +39,58 @@ def test_same_seed_same_sample(tiny_model):
     c = sample_text(tiny_model.model, tiny_model.vocab, "Fi", length=80, seed=6)
     assert a == b and a != c
     assert a[0].startswith("Fi") and len(a[0]) == 82
+
+
+@pytest.mark.parametrize("length", [6, SHORT_PRIME])
+def test_a_prime_read_in_numpy_leaves_the_logits_torch_gives(bundled, length):
+    """Short primes are read by the numpy decoder, long ones by the fused torch model."""
+    prime = bundled_corpus().read_text(encoding="utf-8")[:length]
+    context = bundled.vocab.with_start(bundled.vocab.encode(prime))
+    logits, _ = Decoder(bundled.config, bundled.weights).read(context.tolist())
+    with torch.no_grad():
+        fused, _ = bundled.model(torch.from_numpy(context)[None])
+    np.testing.assert_allclose(logits, fused[:, -1].numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_loaded_model_and_its_module_sample_the_same_text(bundled):
+    for settings in ({"seed": 7}, {"seed": 3, "num_samples": 3, "top_k": 5}):
+        from_file = sample_text(bundled, bundled.vocab, "ROMEO:", length=300, **settings)
+        from_module = sample_text(bundled.model, bundled.vocab, "ROMEO:", length=300, **settings)
+        assert from_file == from_module
+
+
+def test_a_long_prime_goes_through_torch_to_the_same_greedy_text(bundled, monkeypatch):
+    prime = bundled_corpus().read_text(encoding="utf-8")[: SHORT_PRIME + 200]
+    through_torch = sample_text(bundled, bundled.vocab, prime, length=60, temperature=0)
+    monkeypatch.setattr(charrnn.inference.sample, "SHORT_PRIME", len(prime) + 1)
+    through_numpy = sample_text(bundled, bundled.vocab, prime, length=60, temperature=0)
+    assert through_torch == through_numpy
+
+
+SAMPLE_WITHOUT_TORCH = """
+import sys
+from charrnn.bundled import bundled_model
+from charrnn.cli import cli
+from charrnn.inference.sample import sample_text
+from charrnn.model.modelfile import load_model
+
+cli(["sample", "--length", "50", "--seed", "1", "--prime", "ROMEO:"], standalone_mode=False)
+loaded = load_model(bundled_model())
+sample_text(loaded, loaded.vocab, "ROMEO:", length=50, seed=1, num_samples=2)
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def test_sampling_from_a_model_file_never_imports_torch():
+    """`import torch` is most of a short sample's time (1.3 s of 1.4 s)."""
+    root = str(Path(charrnn.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-c", SAMPLE_WITHOUT_TORCH], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ROMEO:")
+    assert result.stdout.strip().splitlines()[-1] == "torch imported: False"
 
 
 def test_temperature_zero_is_greedy_argmax(tiny_model):

@@ -61,3 +61,24 @@ def test_nfc_makes_decomposed_and_composed_the_same_character():
     assert len(raw.encode(decomposed)) == 5 and "\u0301" in raw
     assert Vocabulary.from_json(vocab.to_json()).normalization == "NFC"
     assert Vocabulary.from_json('["a", "b"]') == Vocabulary(("a", "b"))  # first file format
+
+
+def test_a_text_starts_after_a_newline_so_every_character_is_predicted():
+    vocab = Vocabulary.from_text("ab\n")
+    newline, a, b = vocab.id_of("\n"), vocab.id_of("a"), vocab.id_of("b")
+    assert vocab.start_id == newline
+    assert vocab.with_start([a, b]).tolist() == [newline, a, b]
+    inputs, targets = vocab.inputs_and_targets(np.array([a, b, a]))
+    assert inputs.tolist() == [newline, a, b] and targets.tolist() == [a, b, a]
+    assert inputs.dtype == targets.dtype == np.int64
+    assert [len(part) for part in vocab.inputs_and_targets([])] == [0, 0]
+
+
+def test_without_a_newline_the_first_character_is_context_only():
+    vocab = Vocabulary.from_text("ab")
+    a, b = vocab.id_of("a"), vocab.id_of("b")
+    assert vocab.start_id is None
+    assert vocab.with_start([a, b]).tolist() == [a, b]
+    inputs, targets = vocab.inputs_and_targets([a, b, a])
+    assert inputs.tolist() == [a, b] and targets.tolist() == [b, a]
+    assert [len(part) for part in vocab.inputs_and_targets([a])] == [0, 0]

@@ -87,7 +87,7 @@ def sample(
         prime = "".join(
             c for c in normalize(prime, loaded.vocab.normalization) if c in loaded.vocab
         )
-    steps = generate(loaded.model, loaded.vocab, prime, settings, threads=threads)
+    steps = generate(loaded, loaded.vocab, prime, settings, threads=threads)
     out = sys.stdout
     pieces = [[prime] for _ in range(num_samples)]
     if as_json:

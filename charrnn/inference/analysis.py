@@ -4,8 +4,8 @@ units whose activations follow simple features of the text (quotes, brackets,
 position in the line). Pure computation: no files, no printing.
 
 Conventions are score.py's: the text is normalised as the vocabulary says,
-characters the vocabulary lacks are dropped and counted, and the first
-character is predicted from the start context (a newline).
+characters the vocabulary lacks are dropped and counted, and the text is read
+after the vocabulary's start id (Vocabulary.with_start).
 """
 
 from __future__ import annotations
@@ -17,20 +17,14 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import CharRNNError
-from ..model.cells import gru_step, lstm_step, rnn_step
+from ..model.cells import GATES
 from ..model.network import CharRNN
+from ..model.stepper import Stepper
 from ..text.vocab import Vocabulary
-from .sample import StepDecoder
-from .score import TextScore, start_id
+from .score import TextScore
 
 CHUNK = 4096  # characters run through the fused model at once (logits (1, CHUNK, V))
 
-# Per cell: the gates recorded besides h (and c), in torch's order, with their value range.
-GATES = {
-    "rnn": (),
-    "lstm": ("i", "f", "g", "o"),
-    "gru": ("r", "z", "n"),
-}
 GATE_NAMES = {
     "i": "input gate",
     "f": "forget gate",
@@ -97,9 +91,7 @@ def analyze_text(model: CharRNN, vocab: Vocabulary, text: str, top_k: int = 5) -
     if top_k < 1:
         raise CharRNNError("top-k must be at least 1")
     ids, shown, unknown = known_text(vocab, text)
-    begin = start_id(vocab)
-    inputs = np.concatenate([[begin] if begin is not None else [], ids[:-1]]).astype(np.int64)
-    targets = ids if begin is not None else ids[1:]
+    inputs, targets = vocab.inputs_and_targets(ids)
     k = min(top_k, len(vocab))
     probs = np.full(len(ids), np.nan)
     top_probs = np.zeros((len(ids), k))
@@ -108,7 +100,7 @@ def analyze_text(model: CharRNN, vocab: Vocabulary, text: str, top_k: int = 5) -
     model.eval()
     state = None
     inputs_t = torch.from_numpy(inputs)
-    targets_t = torch.from_numpy(np.asarray(targets, dtype=np.int64))
+    targets_t = torch.from_numpy(targets)
     for t in range(0, len(targets), CHUNK):
         logits, state = model(inputs_t[None, t : t + CHUNK], state)  # (1, T, V)
         # float64 softmax, as score.py: the figures agree with `charrnn score` exactly.
@@ -149,19 +141,6 @@ def value_range(name: str) -> tuple[float, float]:
     return (0.0, 1.0) if name in ("i", "f", "o", "r", "z") else (-1.0, 1.0)
 
 
-def _gates(cell: str, xw, h, w_hh, b_hh) -> dict:
-    """The gate activations of one step (the same equations as charrnn.model.cells)."""
-    if cell == "lstm":
-        i, f, g, o = torch.addmm(xw + b_hh, h, w_hh.t()).chunk(4, dim=1)  # (B, H) each
-        return {"i": i.sigmoid(), "f": f.sigmoid(), "g": g.tanh(), "o": o.sigmoid()}
-    if cell == "gru":
-        x_r, x_z, x_n = xw.chunk(3, dim=1)
-        h_r, h_z, h_n = torch.addmm(b_hh, h, w_hh.t()).chunk(3, dim=1)
-        r = torch.sigmoid(x_r + h_r)
-        return {"r": r, "z": torch.sigmoid(x_z + h_z), "n": torch.tanh(x_n + r * h_n)}
-    return {}
-
-
 @torch.no_grad()
 def record_activations(
     model: CharRNN, vocab: Vocabulary, text: str, layer: int = -1
@@ -173,38 +152,20 @@ def record_activations(
         raise CharRNNError(f"layer {layer} does not exist: the model has {config.layers}")
     layer %= config.layers
     ids, shown, unknown = known_text(vocab, text)
-    decoder = StepDecoder(model)
-    cell = config.cell
-    zeros = torch.zeros(1, config.hidden)
-    layers = [(zeros, zeros) if cell == "lstm" else zeros for _ in range(config.layers)]
-    names = recorded_names(cell)
+    stepper = Stepper(model)
+    layers = stepper.zero_state()
+    names = recorded_names(config.cell)
     values = {name: np.zeros((len(ids), config.hidden), dtype=np.float32) for name in names}
-    begin = start_id(vocab)
-    sequence = ([begin] if begin is not None else []) + ids.tolist()
-    first = len(sequence) - len(ids)  # the start context is read but not recorded
-    for t, char_id in enumerate(sequence):
-        x = None
-        for k in range(config.layers):
-            if k == 0:
-                xw = decoder.input_table[torch.tensor([char_id])]  # (1, G*H)
-            else:
-                xw = torch.addmm(decoder.b_ih[k], x, decoder.w_ih[k].t())
-            w_hh, b_hh = decoder.w_hh[k], decoder.b_hh[k]
-            previous_h = layers[k][0] if cell == "lstm" else layers[k]
-            gates = _gates(cell, xw, previous_h, w_hh, b_hh) if k == layer else {}
-            if cell == "lstm":
-                layers[k] = lstm_step(xw, *layers[k], w_hh, b_hh)
-                x = layers[k][0]
-            else:
-                layers[k] = x = (gru_step if cell == "gru" else rnn_step)(xw, layers[k], w_hh, b_hh)
-            if k == layer and t >= first:
-                row = t - first
-                values["h"][row] = x[0].numpy()
-                if cell == "lstm":
-                    values["c"][row] = layers[k][1][0].numpy()
-                for name, gate in gates.items():
-                    values[name][row] = gate[0].numpy()
-    return Activations(shown, cell, layer, values, unknown)
+    sequence = vocab.with_start(ids)
+    first = len(sequence) - len(ids)  # the start id is read but not recorded
+    for t, char_id in enumerate(sequence[:, None]):  # (1,) each
+        _, gates = stepper.step(torch.from_numpy(char_id), layers)
+        if t >= first:
+            state = layers[layer]  # h, or (h, c) for LSTM; each (1, H)
+            states = dict(zip(("h", "c"), state)) if config.cell == "lstm" else {"h": state}
+            for name, value in {**states, **gates[layer]}.items():
+                values[name][t - first] = value[0].numpy()
+    return Activations(shown, config.cell, layer, values, unknown)
 
 
 def select_units(activations: Activations, units: list[int]) -> list[int]:

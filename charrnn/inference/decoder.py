@@ -4,9 +4,11 @@ Why numpy rather than torch: at batch 1 a step is one matrix-vector product
 per layer plus a dozen small vector operations. Measured on the project's
 idle 2-core CPU (1x512 LSTM, one thread): a minimal torch step took 297 µs,
 the same step in numpy 114 µs (torch's per-call dispatch); numpy's OpenBLAS
-sgemv alone took 74.6 µs where torch's MKL mv took 130 µs. The weights are the
-torch module's, rearranged once; tests check this decoder against the fused
-`CharRNN.forward`. How many BLAS threads it may use is set in `sample`.
+sgemv alone took 74.6 µs where torch's MKL mv took 130 µs. And numpy alone
+starts in a fraction of the second `import torch` takes. The weights are the
+model's, rearranged once; tests check this decoder against the textbook cells
+(charrnn.model.stepper) and the fused `CharRNN.forward`. How many BLAS threads
+it may use is set in `sample`.
 
 What makes the step short:
 - layer 0's input projection is a per-character table (V, G*H), so a row
@@ -22,33 +24,44 @@ What makes the step short:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..model.network import CharRNN
+from ..config import ModelConfig
+
+if TYPE_CHECKING:
+    from ..model.network import CharRNN, State
 
 NOISE_BLOCK = 256  # steps of Gumbel noise drawn at once
 
 
 def _array(tensor) -> np.ndarray:
+    """A torch tensor (any dtype, any device) as a float32 numpy array."""
     return np.ascontiguousarray(tensor.detach().cpu().double().numpy(), dtype=np.float32)
 
 
 class Decoder:
     """Advances B streams one character at a time. State: a list, per layer, of
-    h (B, H) float32, or of the pair (h, c) for LSTM, which `step` updates in place."""
+    h (B, H) float32, or of the pair (h, c) for LSTM, which `step` updates in place.
 
-    def __init__(self, model: CharRNN):
-        config, rnn = model.config, model.rnn
+    Built from a config and its weights as numpy arrays named as in
+    CharRNN.state_dict() (LoadedModel.weights), or from a CharRNN (`from_model`).
+    """
+
+    def __init__(self, config: ModelConfig, weights: Mapping[str, np.ndarray]):
         self.cell, self.layers, self.hidden = config.cell, config.layers, config.hidden
         hidden = config.hidden
+        weight = lambda name: np.asarray(weights[name], dtype=np.float32)  # noqa: E731
         # Weights in torch's layout, (outputs, inputs), C-contiguous: at batch 1 each
         # product is a BLAS matrix-vector product that streams the matrix row by row.
         self.w_ih, self.w_hh, self.b_in, self.b_hn = [], [], [], []
         for k in range(config.layers):
-            w_ih = _array(getattr(rnn, f"weight_ih_l{k}"))  # (G*H, n_in)
-            w_hh = _array(getattr(rnn, f"weight_hh_l{k}"))  # (G*H, H)
-            b_ih = _array(getattr(rnn, f"bias_ih_l{k}"))
-            b_hh = _array(getattr(rnn, f"bias_hh_l{k}"))
+            w_ih = weight(f"rnn.weight_ih_l{k}")  # (G*H, n_in)
+            w_hh = weight(f"rnn.weight_hh_l{k}")  # (G*H, H)
+            b_ih = weight(f"rnn.bias_ih_l{k}")
+            b_hh = weight(f"rnn.bias_hh_l{k}")
             if self.cell == "lstm":
                 # torch's order i, f, g, o -> i, f, o, g; halve the sigmoid rows.
                 order = np.r_[0 : 2 * hidden, 3 * hidden : 4 * hidden, 2 * hidden : 3 * hidden]
@@ -66,19 +79,35 @@ class Decoder:
             self.w_ih.append(np.ascontiguousarray(w_ih, dtype=np.float32))
             self.w_hh.append(np.ascontiguousarray(w_hh, dtype=np.float32))
             self.b_in.append(b_in.astype(np.float32))
-        embedding = _array(model.embedding.weight)  # (V, E)
+        embedding = weight("embedding.weight")  # (V, E)
         self.input_table = embedding @ self.w_ih[0].T + self.b_in[0]  # (V, G*H)
-        self.head_w = _array(model.head.weight)  # (V, H)
-        self.head_b = _array(model.head.bias)
+        self.head_w = np.ascontiguousarray(weight("head.weight"))  # (V, H)
+        self.head_b = weight("head.bias").copy()
         self._buffers = {}  # (layer, B) -> gate buffers, reused every step
 
-    def state_from_torch(self, state, copies: int = 1) -> list:
-        """torch layout (h (L, B, H), or (h, c)) -> this decoder's per-layer list,
-        each stream repeated `copies` times (B * copies rows)."""
-        rows = lambda part: np.repeat(_array(part), copies, axis=0)  # noqa: E731
+    @classmethod
+    def from_model(cls, model: CharRNN) -> Decoder:
+        """The decoder of a torch CharRNN, with its current weights."""
+        return cls(model.config, {k: _array(v) for k, v in model.state_dict().items()})
+
+    def zero_state(self, batch: int = 1) -> list:
+        """The state before any character, as CharRNN.forward starts from."""
+        zeros = lambda: np.zeros((batch, self.hidden), np.float32)  # noqa: E731
+        return [(zeros(), zeros()) if self.cell == "lstm" else zeros() for _ in range(self.layers)]
+
+    def read(self, ids: Sequence[int]) -> tuple[np.ndarray, list]:
+        """Read `ids` one by one into a fresh batch-1 state: the logits (1, V) after
+        the last one (it must exist) and the state."""
+        layers = self.zero_state()
+        for i in ids:
+            logits = self.step(np.array([i]), layers)
+        return logits, layers
+
+    def state_from_torch(self, state: State) -> list:
+        """torch's layout (h (L, B, H), or (h, c)) -> this decoder's per-layer list."""
         if self.cell == "lstm":
-            return [(rows(h), rows(c)) for h, c in zip(state[0], state[1])]
-        return [rows(h) for h in state]
+            return [(_array(h), _array(c)) for h, c in zip(state[0], state[1])]
+        return [_array(h) for h in state]
 
     def step(self, ids: np.ndarray, layers: list) -> np.ndarray:
         """ids (B,) -> logits (B, V) for the next character; `layers` advances in place."""
@@ -147,6 +176,14 @@ class Decoder:
         h *= z
         h += n  # h' = (1 - z) n + z h = n + z (h - n)
         return h
+
+
+def repeat_rows(layers: list, copies: int) -> list:
+    """A per-layer state with each stream repeated `copies` times (B * copies rows)."""
+    rows = lambda part: np.repeat(part, copies, axis=0)  # noqa: E731
+    return [
+        tuple(map(rows, layer)) if isinstance(layer, tuple) else rows(layer) for layer in layers
+    ]
 
 
 def _product(weight: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:

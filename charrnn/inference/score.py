@@ -1,9 +1,9 @@
 """Scoring: how well a model predicts a text (log-probability, bits per character).
 
-Each text is scored from a start context (a newline, where the vocabulary has
-one), so every character of the text is predicted and counted. Characters the
-vocabulary lacks are dropped from the text before scoring and counted in
-`unknown_chars`.
+Each text is read after the vocabulary's start id (a newline, where it has one;
+see Vocabulary.inputs_and_targets), so every character is predicted and counted.
+Characters the vocabulary lacks are dropped from the text before scoring and
+counted in `unknown_chars`.
 
 Many texts are scored side by side in one batch. A long document can be split
 into parallel streams, each warmed up on the text before it; a test bounds the
@@ -73,22 +73,6 @@ def total(scores: list[TextScore]) -> TextScore:
     )
 
 
-def start_id(vocab: Vocabulary) -> int | None:
-    """The id fed before the first character: a newline, like the start of a line."""
-    return vocab.id_of("\n")
-
-
-def _with_start(ids: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, targets) for scoring `ids`: inputs are shifted right by the start id.
-
-    Without a start id the first character is context only and is not scored.
-    """
-    begin = start_id(vocab)
-    if begin is None:
-        return ids[:-1], ids[1:]
-    return np.concatenate([[begin], ids[:-1]]).astype(np.int64), ids
-
-
 @torch.no_grad()
 def score_rows(model: CharRNN, inputs: Tensor, targets: Tensor, counted: Tensor) -> Tensor:
     """Sum of -log p(target) over counted positions, per row.
@@ -147,7 +131,7 @@ def score_ids(
     `part=(k, n)` scores only segments k, k+n, k+2n, ... (process k of n in a
     distributed run); the n parts' sums add up to the whole document's score.
     """
-    inputs, targets = _with_start(np.asarray(ids), vocab)
+    inputs, targets = vocab.inputs_and_targets(ids)
     n = len(targets)
     if n == 0:
         return TextScore(0, 0.0)
@@ -182,7 +166,7 @@ def score_texts(
     """Score many independent texts, each from a fresh state, batched by length."""
     encoded = [vocab.encode_known(text) for text in texts]
     results = [TextScore(0, 0.0, unknown) for _, unknown in encoded]
-    pairs = {i: _with_start(ids, vocab) for i, (ids, _) in enumerate(encoded)}  # (inputs, targets)
+    pairs = {i: vocab.inputs_and_targets(ids) for i, (ids, _) in enumerate(encoded)}
     # Texts with something to score, sorted by length so that each batch pads little.
     order = sorted((i for i in pairs if len(pairs[i][1])), key=lambda i: len(pairs[i][1]))
     for b in range(0, len(order), batch_size):

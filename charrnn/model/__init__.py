@@ -1,1 +1,2 @@
-"""The network and its files: the CharRNN module, the textbook cell steps, the model file."""
+"""The network and its files: the CharRNN module, the textbook cell steps and the
+reference stepper built on them, the model file."""

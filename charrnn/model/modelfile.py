@@ -2,25 +2,30 @@
 
 No pickle anywhere: the weights are raw tensors and everything else is JSON in
 the safetensors header, so opening a file from a stranger runs no code.
-`load_model` is the one loader behind sample, score and resume.
+`load_model` is the one loader behind sample, score and resume. It reads the
+weights into numpy and builds the torch module only when asked: sampling runs
+in numpy, and importing torch costs about a second.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+import numpy as np
+from safetensors.numpy import load as st_load
 
 from ..atomic import atomic_write_bytes
 from ..config import ModelConfig
 from ..errors import ModelFileError
 from ..text.vocab import Vocabulary
-from .network import CharRNN
+
+if TYPE_CHECKING:
+    from .network import CharRNN
 
 FORMAT = "charrnn-model"
 VERSION = 1
@@ -28,17 +33,50 @@ EXTENSION = ".safetensors"
 MAX_HEADER_BYTES = 16 << 20  # far above any real header; guards against garbage
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
-    model: CharRNN  # on the CPU, in eval mode
-    vocab: Vocabulary
+    """A model file's contents. Sampling needs only the numpy `weights`; `model`
+    is the torch module, built on first use."""
+
     config: ModelConfig
+    vocab: Vocabulary
     info: dict  # training facts stored with the weights (steps, val loss, ...)
     path: Path
+    # float32, named and shaped as in CharRNN.state_dict()
+    weights: dict[str, np.ndarray] = field(repr=False)
+
+    @cached_property
+    def model(self) -> CharRNN:
+        """The torch module with these weights, on the CPU, in eval mode (built on
+        first use: it imports torch)."""
+        import torch
+
+        from .network import CharRNN
+
+        model = CharRNN(self.config)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
+        return model.eval()
+
+
+def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The names and shapes of a CharRNN's state_dict, from its config (no torch)."""
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[config.cell] * config.hidden
+    shapes = {"embedding.weight": (config.vocab_size, config.embedding)}
+    for k in range(config.layers):
+        inputs = config.embedding if k == 0 else config.hidden
+        shapes[f"rnn.weight_ih_l{k}"] = (gates, inputs)
+        shapes[f"rnn.weight_hh_l{k}"] = (gates, config.hidden)
+        shapes[f"rnn.bias_ih_l{k}"] = (gates,)
+        shapes[f"rnn.bias_hh_l{k}"] = (gates,)
+    shapes["head.weight"] = (config.vocab_size, config.hidden)
+    shapes["head.bias"] = (config.vocab_size,)
+    return shapes
 
 
 def save_model(path: str | Path, model: CharRNN, vocab: Vocabulary, info: dict | None = None):
     """Write `model` with its vocabulary and config to `path`, atomically."""
+    from safetensors.torch import save as st_save
+
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT,
@@ -93,7 +131,8 @@ def read_metadata(data: bytes, path: Path, fmt: str = FORMAT, version: int = VER
 
 
 def load_model(path: str | Path) -> LoadedModel:
-    """Load a model file (or a run directory's best model) onto the CPU."""
+    """Load a model file (or a run directory's best model): its weights as numpy
+    arrays, checked against its config; `.model` builds the torch module."""
     path = resolve_model_path(path)
     try:
         data = path.read_bytes()
@@ -111,12 +150,8 @@ def load_model(path: str | Path) -> LoadedModel:
         raise ModelFileError(f"{path}: damaged model file ({exc})") from None
     if len(vocab) != config.vocab_size:
         raise ModelFileError(f"{path}: vocabulary and model config disagree")
-    model = CharRNN(config)
-    expected = model.state_dict()
-    if set(tensors) != set(expected) or any(
-        tensors[k].shape != expected[k].shape for k in expected
-    ):
+    expected = weight_shapes(config)
+    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k] for k in expected):
         raise ModelFileError(f"{path}: weights do not match the model config")
-    model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
-    model.eval()
-    return LoadedModel(model, vocab, config, info, path)
+    weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+    return LoadedModel(config, vocab, info, path, weights)

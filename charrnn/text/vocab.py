@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,6 +110,27 @@ class Vocabulary:
     def id_of(self, char: str) -> int | None:
         """The id of `char`, or None when the vocabulary lacks it."""
         return self._index.get(char)
+
+    # -- the start of a text --------------------------------------------------
+    @property
+    def start_id(self) -> int | None:
+        """The id read before a text's first character: a newline, as at the start of
+        a line, so that the first character is predicted too. None without a newline."""
+        return self._index.get("\n")
+
+    def with_start(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """`ids` (int64) after the start id, as a model reads the text; without a
+        start id, `ids` alone (the first character is then context only)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        begin = self.start_id
+        return ids if begin is None else np.concatenate([np.array([begin], np.int64), ids])
+
+    def inputs_and_targets(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, targets) to predict `ids`: target t is predicted after reading
+        inputs up to t. Every id is a target when there is a start id; else all but
+        the first."""
+        sequence = self.with_start(ids)
+        return sequence[:-1], sequence[1:]
 
     def _lookup(self, points: np.ndarray) -> np.ndarray:
         """Ids of `points`, -1 where the vocabulary lacks the character."""

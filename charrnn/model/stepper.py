@@ -1,0 +1,56 @@
+"""A whole CharRNN one character at a time, with the textbook cells of `cells`.
+
+The readable reference for the network's step: the numpy decoder of the
+sampler is tested against it, and the analysis tools read each layer's gates
+from it. Slow (torch's per-call cost at every operation) and never on a hot path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .cells import CellState, cell_step
+from .network import CharRNN
+
+
+class Stepper:
+    """Steps B streams of a CharRNN. The state is a list, per layer, of h (B, H),
+    or of the pair (h, c) for LSTM."""
+
+    def __init__(self, model: CharRNN):
+        config, rnn = model.config, model.rnn
+        self.cell, self.layers, self.hidden = config.cell, config.layers, config.hidden
+        with torch.no_grad():
+            # Layer 0's input is an embedding row, so W_ih x + b_ih is a per-character
+            # table: (V, G*H). One row lookup replaces a matrix product per step.
+            self.input_table = torch.addmm(
+                rnn.bias_ih_l0, model.embedding.weight, rnn.weight_ih_l0.t()
+            )
+            weights = lambda name: [  # noqa: E731
+                getattr(rnn, f"{name}_l{k}").detach().clone() for k in range(config.layers)
+            ]
+            self.w_ih, self.b_ih = weights("weight_ih"), weights("bias_ih")
+            self.w_hh, self.b_hh = weights("weight_hh"), weights("bias_hh")
+            self.head_w = model.head.weight.detach().clone()  # (V, H)
+            self.head_b = model.head.bias.detach().clone()
+
+    def zero_state(self, batch: int = 1) -> list[CellState]:
+        """The state before any character, as CharRNN.forward starts from."""
+        zeros = lambda: torch.zeros(batch, self.hidden)  # noqa: E731
+        return [(zeros(), zeros()) if self.cell == "lstm" else zeros() for _ in range(self.layers)]
+
+    @torch.no_grad()
+    def step(self, ids: Tensor, layers: list[CellState]) -> tuple[Tensor, list[dict[str, Tensor]]]:
+        """ids (B,) -> logits (B, V) for the next character, and each layer's gates
+        while reading ids; `layers` is advanced in place (its entries replaced)."""
+        gates, x = [], None
+        for k in range(self.layers):
+            if k == 0:
+                xw = self.input_table[ids]  # (B, G*H)
+            else:
+                xw = torch.addmm(self.b_ih[k], x, self.w_ih[k].t())
+            layers[k], layer_gates = cell_step(self.cell, xw, layers[k], self.w_hh[k], self.b_hh[k])
+            x = layers[k][0] if self.cell == "lstm" else layers[k]  # (B, H)
+            gates.append(layer_gates)
+        return torch.addmm(self.head_b, x, self.head_w.t()), gates  # (B, V)
