@@ -79,7 +79,7 @@ class Model:
 
         config = _sample_config(num_samples=count, **settings)
         pieces = [[prime] for _ in range(count)]
-        for chars in generate(self.module, self.vocab, prime, config, threads=threads):
+        for chars in generate(self.loaded, self.vocab, prime, config, threads=threads):
             for piece, char in zip(pieces, chars):
                 piece.append(char)
         return ["".join(piece) for piece in pieces]

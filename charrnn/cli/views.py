@@ -40,7 +40,8 @@ def _read_one_text(text, text_file) -> str:
 
 def _states(spec: str, cell: str) -> tuple[str, ...]:
     """--state h,c or gates or single gate letters, checked against the cell."""
-    from ..inference.analysis import GATES, recorded_names
+    from ..inference.analysis import recorded_names
+    from ..model.cells import GATES
 
     names: list[str] = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
