@@ -136,6 +136,32 @@ def test_non_finite_steps_never_reach_the_weights(tmp_path, prepared, monkeypatc
         assert torch.isfinite(value).all()
 
 
+def test_a_rollback_goes_on_to_the_end_of_the_budget_with_a_whole_step_log(
+    tmp_path, prepared, monkeypatch
+):
+    model_config, config = configs(prepared, "lstm")
+    forward = CharRNN.forward
+    calls = {"n": 0}
+
+    def three_nans(self, ids, state=None):
+        logits, state = forward(self, ids, state)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] in (3, 4, 5):  # steps 3, 4, 5: a rollback to step 2's state
+                logits = logits * float("nan")
+        return logits, state
+
+    monkeypatch.setattr(CharRNN, "forward", three_nans)
+    faults = FaultCollector()
+    result = train(prepared, model_config, config, tmp_path / "run", reporter=faults)
+    assert result.steps == STEPS
+    assert faults.messages[-1] == "rolled back to step 2 with learning rate x0.5"
+    steps = RunDir(tmp_path / "run").steps()
+    assert [r["step"] for r in steps] == list(range(1, STEPS + 1))
+    halved = config.learning_rate(2, 2 / STEPS) * 0.5
+    assert steps[2]["lr"] == pytest.approx(halved)
+
+
 def test_persistent_faults_roll_back_then_stop_clearly(tmp_path, prepared, monkeypatch):
     model_config, config = configs(prepared, "gru")
     forward = CharRNN.forward
