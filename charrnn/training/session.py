@@ -87,7 +87,8 @@ def start_run(
     None is SMALL_TEXT_DROPOUT for a model with more parameters than the text has
     characters, else 0. An old run in `out` is refused, or with `force` deleted.
     `runtime` is a started Runtime, or the RuntimeConfig to start one from (None:
-    the defaults, as `charrnn train`). `progress(n)` hears of bytes preprocessed.
+    the defaults, as `charrnn train`; under torchrun, `trainer.runtime.close()` at
+    the end leaves the process group). `progress(n)` hears of bytes preprocessed.
     """
     data, train = data or DataConfig(), train or TrainConfig()
     runtime = _runtime(runtime)
@@ -127,7 +128,8 @@ def resume_run(
     reporter: Reporter | None = None,
 ) -> Trainer:
     """A Trainer continuing the newest complete state in `run_dir`, with the settings it
-    was started with; the logs lose their records of steps after that state."""
+    was started with; the logs lose their records of steps after that state.
+    `runtime` as for start_run: the device and precision may differ from the run's."""
     runtime = _runtime(runtime)
     reporter = reporter or Reporter()
     rundir = RunDir(run_dir)
