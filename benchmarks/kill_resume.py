@@ -24,6 +24,7 @@ import torch
 
 from charrnn.errors import ModelFileError
 from charrnn.training import checkpoint
+from charrnn.training.rundir import RunDir
 
 from .common import TRAIN
 
@@ -90,13 +91,13 @@ def main(argv: list[str] | None = None) -> None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
-            for path in checkpoint.list_states(run):
+            for path in RunDir(run).state_files():
                 checked += 1
                 try:
                     checkpoint.load_state(path)
                 except ModelFileError:
                     unreadable += 1
-            latest = checkpoint.latest_state(run)
+            latest = RunDir(run).latest_state()
             steps_at_kills.append(latest.meta["loop"]["step"] if latest else None)
             if latest is None:  # killed before the first state: start the run again
                 cmd = [*train_cmd(corpus, run, args.steps), "--force"]
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
                 cmd = [sys.executable, "-m", "charrnn.cli", "train", "--resume", str(run), "-q"]
             resumes += 1
         subprocess.run(cmd, check=True)
-        whole = checkpoint.latest_state(tmp / "whole")
-        final = checkpoint.latest_state(run)
+        whole = RunDir(tmp / "whole").latest_state()
+        final = RunDir(run).latest_state()
         same = all(torch.equal(v, final.group("model")[k]) for k, v in whole.group("model").items())
         same_log = (tmp / "whole" / "steps.jsonl").read_text() == (run / "steps.jsonl").read_text()
     print(

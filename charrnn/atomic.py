@@ -1,36 +1,139 @@
-"""Crash-safe file writes: temporary file in the same directory, fsync, rename.
+"""Every file charrnn writes goes through here, crash-safe whatever moment the writer dies at.
 
-A reader sees either the old complete file or the new complete file, never a
-partial one, whatever moment the writer dies at.
+Whole files (models, states, pages, metadata) are written to a temporary file
+in the same directory, fsynced and renamed over the target: a reader sees the
+old complete file or the new complete one. JSON-lines logs grow by appending
+whole lines instead (`LineLog`); their one reader, `read_json_lines`, drops
+a last line cut short, so an append is just as safe.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+TEMPORARY_SUFFIX = ".tmp"  # what a killed writer can leave behind (see remove_temporaries)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def _sync_directory(folder: Path) -> None:
+    """Make a rename in `folder` durable."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary handle for streaming a large file into `path`.
+
+    It writes to a temporary file beside `path`; when the block ends normally the
+    file is fsynced and renamed into place, when it raises the temporary is removed
+    and `path` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
         # mkstemp makes the file private (0600); give it the usual permissions instead.
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    # Make the rename itself durable.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _sync_directory(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace `path` with `data` in one step."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
+
+
+def atomic_link(source: str | Path, target: str | Path) -> None:
+    """Make `target` the same file as `source` (a hard link, or a copy where links are
+    not supported), replacing it in one step."""
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".{target.name}.link{TEMPORARY_SUFFIX}")
+    tmp.unlink(missing_ok=True)
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def remove_temporaries(folder: str | Path) -> int:
+    """Delete the temporary files a killed writer left in `folder`; return how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    count = 0
+    for tmp in folder.glob(f".*{TEMPORARY_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+class LineLog:
+    """A JSON-lines log that grows one record (one line) at a time.
+
+    Appending is crash-safe without a temporary file: a writer killed mid-line
+    leaves at most one line cut short at the end, and `read_json_lines` drops it.
+    Lines are buffered until `flush`, which also fsyncs; `rewrite` replaces the
+    whole log atomically (the next append continues the new file).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._handle = None
+
+    def append(self, record: dict) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("a", encoding="utf-8")
+        self._handle.write(json.dumps(record) + "\n")
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def rewrite(self, records: list[dict]) -> None:
+        """Replace the log with `records`. An open handle would keep appending to the
+        replaced file, so it is closed first."""
+        self.close()
+        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in records).encode())
+
+
+def read_json_lines(path: str | Path) -> list[dict]:
+    """The records of a JSON-lines log; none when it is missing. A line cut short by a
+    kill, and anything after it, is dropped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records

@@ -75,7 +75,8 @@ def test_dropout_default_follows_the_size_of_the_text(runner, tiny_corpus_file, 
     }
     for name, (extra, dropout) in cases.items():
         run = tmp_path / name.replace(" ", "_").replace(",", "")
-        trained = ok(runner.invoke(cli, tiny_train_args(tiny_corpus_file, run, *extra)))
+        args = [a for a in tiny_train_args(tiny_corpus_file, run, *extra) if a != "-q"]
+        trained = ok(runner.invoke(cli, args))  # notes are not for --quiet
         assert load_model(run / "last.safetensors").config.dropout == dropout, name
         assert ("note: dropout 0.5" in trained.stderr) == (dropout > 0), name
 

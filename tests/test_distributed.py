@@ -28,15 +28,11 @@ from charrnn.inference.sample import sample_text
 from charrnn.model.modelfile import load_model
 from charrnn.text.corpus import preprocess
 from charrnn.training import checkpoint
+from charrnn.training.batches import BatchStreams
+from charrnn.training.rundir import METRICS_LOG, STEP_LOG, RunDir
 from charrnn.training.runtime import ProcessGroup, Runtime, resolve_device
-from charrnn.training.trainer import (
-    METRICS_LOG,
-    STEP_LOG,
-    BatchStreams,
-    Trainer,
-    TrainingInterrupted,
-    train,
-)
+from charrnn.training.session import resume_run
+from charrnn.training.trainer import TrainingInterrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
 # Relative tolerance between 2 ranks x batch 2 and 1 rank x batch 4: the gradients are
@@ -135,7 +131,7 @@ def test_only_rank_zero_writes_and_reports(runs):
     assert stderr.count("training lstm 1x16") == 1
     assert stderr.count("step 20: val") == 1 and stderr.count("charrnn train") == 1
     assert len(read_log(two, STEP_LOG)) == STEPS  # one line per step, not one per rank
-    state = checkpoint.latest_state(two)
+    state = RunDir(two).latest_state()
     assert state.meta["runtime"]["world_size"] == 2
     assert state.tensors["hidden.0"].shape == (1, 4, 16)  # all ranks' streams: (L, B, H)
     assert "rng.torch.rank1" in state.tensors
@@ -158,13 +154,13 @@ def test_a_ddp_state_resumes_in_one_process_on_the_same_trajectory(runs, tmp_pat
     one, two, _ = runs
     run = tmp_path / "run"
     shutil.copytree(two, run)
-    for path in checkpoint.list_states(run):  # as if the two processes were killed at step 10
+    for path in RunDir(run).state_files():  # as if the two processes were killed at step 10
         if checkpoint.load_state(path).meta["loop"]["step"] > 10:
             path.unlink()
     result = CliRunner().invoke(cli, ["train", "--resume", str(run), "-q", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert_same_trajectory(read_log(one, STEP_LOG), read_log(run, STEP_LOG))
-    assert checkpoint.latest_state(run).meta["runtime"]["world_size"] == 1
+    assert RunDir(run).latest_state().meta["runtime"]["world_size"] == 1
 
 
 def test_each_rank_reads_its_own_rows_of_the_one_process_layout():
@@ -223,7 +219,7 @@ def test_mixed_precision_trains_saves_float32_and_resumes_in_fp32(
     with pytest.raises(TrainingInterrupted):
         stop_at_6 = iter([False] * 6 + [True]).__next__
         train(prepared, model, config, tmp_path / "run", should_stop=stop_at_6, runtime=mixed)
-    state = checkpoint.latest_state(tmp_path / "run")
+    state = RunDir(tmp_path / "run").latest_state()
     assert state.meta["runtime"]["precision"] == precision
     assert ("grad_scaler" in state.meta) == (precision == "fp16")
     assert state.tensors["hidden.0"].dtype == torch.float32  # (L, B, H), whatever autocast gave
@@ -233,7 +229,7 @@ def test_mixed_precision_trains_saves_float32_and_resumes_in_fp32(
     first_fp32 = read_log(tmp_path / "fp32", STEP_LOG)[0]["loss"]
     assert first_mixed != first_fp32 and first_mixed == pytest.approx(first_fp32, rel=2e-2)
 
-    result = Trainer.resume(tmp_path / "run").run()  # the same run, now in fp32
+    result = resume_run(tmp_path / "run", runtime=Runtime()).run()  # the same run, now in fp32
     assert result.steps == 12 and math.isfinite(result.best_val_nats)
     assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path / "run", STEP_LOG))
     loaded = load_model(tmp_path / "run")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+import charrnn.training.schedule
 import charrnn.training.trainer
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.inference.decoder import Decoder
@@ -16,7 +17,8 @@ from charrnn.model.modelfile import load_model
 from charrnn.model.network import CharRNN, select_state
 from charrnn.model.stepper import Stepper
 from charrnn.text.corpus import preprocess
-from charrnn.training.trainer import AUTO_EVALS_MAX, auto_eval_intervals, train
+from charrnn.training.schedule import AUTO_EVALS_MAX, auto_eval_intervals
+from charrnn.training.trainer import train
 
 CELLS = ["rnn", "lstm", "gru"]
 
@@ -189,7 +191,7 @@ def test_cheap_validation_runs_often_and_the_best_model_is_kept(
     """When validation is cheap, AUTO_EVALS_MAX validations at evenly spaced steps,
     so a small corpus that overfits early still has its best model caught."""
     # cheap whatever the machine
-    monkeypatch.setattr(charrnn.training.trainer, "AUTO_EVAL_SHARE", 1e6)
+    monkeypatch.setattr(charrnn.training.schedule, "AUTO_EVAL_SHARE", 1e6)
     prepared = preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
     config = ModelConfig(vocab_size=len(prepared.vocab), hidden=16, embedding=4)
     result = train(

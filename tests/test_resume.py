@@ -20,7 +20,10 @@ from charrnn.errors import CharRNNError
 from charrnn.model.network import CharRNN
 from charrnn.text.corpus import preprocess
 from charrnn.training import checkpoint
-from charrnn.training.trainer import STEP_LOG, Trainer, TrainingInterrupted, train
+from charrnn.training.rundir import STEP_LOG, RunDir
+from charrnn.training.runtime import Runtime
+from charrnn.training.session import resume_run
+from charrnn.training.trainer import Trainer, TrainingInterrupted, train
 
 STEPS = 24
 
@@ -48,8 +51,13 @@ def configs(prepared, cell):
     return model, run
 
 
+def resume(run_dir, reporter=None):
+    """Continue a run on the CPU, in this process (as `charrnn train --resume` would)."""
+    return resume_run(run_dir, runtime=Runtime(), reporter=reporter)
+
+
 def final_weights(run_dir):
-    return checkpoint.latest_state(run_dir).group("model")
+    return RunDir(run_dir).latest_state().group("model")
 
 
 def stop_after(prepared, model_config, config, run_dir, steps):
@@ -73,7 +81,7 @@ def test_stop_and_resume_is_bit_identical(tmp_path, prepared, cell):
     stop_after(prepared, model_config, config, tmp_path / "split", 9)
     # A fresh process would start here: nothing is shared but the run directory.
     torch.manual_seed(12345)
-    result = Trainer.resume(tmp_path / "split").run()
+    result = resume(tmp_path / "split").run()
     assert result.steps == STEPS
 
     whole, split = final_weights(tmp_path / "whole"), final_weights(tmp_path / "split")
@@ -88,7 +96,7 @@ def test_stop_and_resume_is_bit_identical(tmp_path, prepared, cell):
         for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     ]
     assert metrics == [10, 20, 24]  # continued, no duplicated steps
-    assert len(checkpoint.list_states(tmp_path / "split")) == 2  # --keep 2
+    assert len(RunDir(tmp_path / "split").state_files()) == 2  # --keep 2
     named = sorted(p.name for p in (tmp_path / "split" / "models").iterdir())
     assert named[-1].startswith("step-00000024-val") and len(named) <= 3  # 2 newest + best
     last = tmp_path / "split" / "last.safetensors"
@@ -103,7 +111,7 @@ def test_resume_after_a_kill_drops_log_lines_past_the_state(tmp_path, prepared):
     log = tmp_path / "run" / STEP_LOG
     log.write_text(log.read_text() + '{"step": 13, "loss": 9.9, "lr": 0.1}\n{"step": 14, "lo')
     (tmp_path / "run" / "state" / ".step-00000013.safetensors.abc.tmp").write_bytes(b"partial")
-    Trainer.resume(tmp_path / "run").run()
+    resume(tmp_path / "run").run()
     assert log.read_text() == (tmp_path / "whole" / STEP_LOG).read_text()
     assert not list((tmp_path / "run").rglob("*.tmp"))
 
@@ -128,6 +136,32 @@ def test_non_finite_steps_never_reach_the_weights(tmp_path, prepared, monkeypatc
         assert torch.isfinite(value).all()
 
 
+def test_a_rollback_goes_on_to_the_end_of_the_budget_with_a_whole_step_log(
+    tmp_path, prepared, monkeypatch
+):
+    model_config, config = configs(prepared, "lstm")
+    forward = CharRNN.forward
+    calls = {"n": 0}
+
+    def three_nans(self, ids, state=None):
+        logits, state = forward(self, ids, state)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] in (3, 4, 5):  # steps 3, 4, 5: a rollback to step 2's state
+                logits = logits * float("nan")
+        return logits, state
+
+    monkeypatch.setattr(CharRNN, "forward", three_nans)
+    faults = FaultCollector()
+    result = train(prepared, model_config, config, tmp_path / "run", reporter=faults)
+    assert result.steps == STEPS
+    assert faults.messages[-1] == "rolled back to step 2 with learning rate x0.5"
+    steps = RunDir(tmp_path / "run").steps()
+    assert [r["step"] for r in steps] == list(range(1, STEPS + 1))
+    halved = config.learning_rate(2, 2 / STEPS) * 0.5
+    assert steps[2]["lr"] == pytest.approx(halved)
+
+
 def test_persistent_faults_roll_back_then_stop_clearly(tmp_path, prepared, monkeypatch):
     model_config, config = configs(prepared, "gru")
     forward = CharRNN.forward
@@ -149,7 +183,7 @@ def test_persistent_faults_roll_back_then_stop_clearly(tmp_path, prepared, monke
     monkeypatch.setattr(CharRNN, "forward", nan_after_step_5)
     with pytest.raises(CharRNNError, match="diverged"):
         train(prepared, model_config, config, tmp_path / "run")
-    for path in checkpoint.list_states(tmp_path / "run"):
+    for path in RunDir(tmp_path / "run").state_files():
         state = checkpoint.load_state(path)
         assert all(torch.isfinite(v).all() for v in state.group("model").values())
         assert state.meta["loop"]["step"] <= 6
@@ -160,7 +194,7 @@ def test_full_disk_keeps_the_previous_state(tmp_path, tiny_corpus_file, monkeypa
     args = tiny_train_args(tiny_corpus_file, run, "--max-steps", "6", "--checkpoint-every", "0")
     runner = CliRunner()
     assert runner.invoke(cli, args).exit_code == 0
-    before = {p: p.read_bytes() for p in checkpoint.list_states(run)}
+    before = {p: p.read_bytes() for p in RunDir(run).state_files()}
 
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -170,7 +204,7 @@ def test_full_disk_keeps_the_previous_state(tmp_path, tiny_corpus_file, monkeypa
     assert result.exit_code == 1
     assert "No space left on device" in result.stderr and "Traceback" not in result.output
     monkeypatch.undo()
-    assert {p: p.read_bytes() for p in checkpoint.list_states(run)} == before
+    assert {p: p.read_bytes() for p in RunDir(run).state_files()} == before
     assert not list(run.rglob("*.tmp"))
 
 
@@ -212,7 +246,7 @@ def test_signals_stop_with_a_loadable_state(tmp_path, tiny_corpus_file, signum, 
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while not any(s.name != "step-00000000.safetensors" for s in checkpoint.list_states(run)):
+    while not any(s.name != "step-00000000.safetensors" for s in RunDir(run).state_files()):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.1)
     for _ in range(times):  # a second Ctrl-C stops at once
@@ -221,9 +255,9 @@ def test_signals_stop_with_a_loadable_state(tmp_path, tiny_corpus_file, signum, 
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert "--resume" in err and "Traceback" not in err
-    for path in checkpoint.list_states(run):
+    for path in RunDir(run).state_files():
         checkpoint.load_state(path)  # every state file left behind is complete
-    assert checkpoint.latest_state(run).meta["loop"]["step"] > 0
+    assert RunDir(run).latest_state().meta["loop"]["step"] > 0
 
 
 @pytest.mark.parametrize("command", ["sample", "score"])
@@ -244,9 +278,9 @@ def test_a_pickle_handed_to_sample_or_score_is_never_run(tmp_path, command):
 def test_a_damaged_newest_state_is_passed_over_with_a_warning(tmp_path, prepared):
     model_config, config = configs(prepared, "lstm")
     stop_after(prepared, model_config, config, tmp_path / "run", 5)
-    newest = checkpoint.state_path(tmp_path / "run", 99)
-    newest.write_bytes(checkpoint.list_states(tmp_path / "run")[0].read_bytes()[:100])
+    newest = RunDir(tmp_path / "run").state_path(99)
+    newest.write_bytes(RunDir(tmp_path / "run").state_files()[0].read_bytes()[:100])
     warnings = FaultCollector()
-    trainer = Trainer.resume(tmp_path / "run", warnings)
+    trainer = resume(tmp_path / "run", warnings)
     assert trainer.loop.step == 5
     assert len(warnings.messages) == 1 and "step-00000099" in warnings.messages[0]

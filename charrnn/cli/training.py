@@ -1,30 +1,21 @@
-"""`charrnn train`: options, progress on stderr, signals, resume."""
+"""`charrnn train`: options -> configs -> start_run / resume_run (training/session.py);
+progress on stderr, signals, the summary on stdout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import shutil
 import signal
 import sys
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import click
 
-from ..config import (
-    SMALL_TEXT_DROPOUT,
-    DataConfig,
-    ModelConfig,
-    RuntimeConfig,
-    TrainConfig,
-    default_dropout,
-    size_advice,
-)
-from ..errors import CharRNNError
-from .base import ByteProgress, cli, echo_err, warn_about_corpus
-from .options import config_from, config_options
+from ..bundled import bundled_corpus
+from ..config import SMALL_TEXT_DROPOUT, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
+from .base import ByteProgress, cli, echo_err
+from .options import config_from, config_options, field_names
 
 
 # --------------------------------------------------------------------------- train
@@ -55,11 +46,21 @@ class ProgressReporter:
             bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
         )
 
+    def _write(self, line):
+        # tqdm.write keeps any bar on screen (the training bar, or preprocessing's) whole.
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+
     def on_fault(self, message):
-        if self.bar is not None and not self.bar.disable:
-            self.bar.write(f"warning: {message}", file=sys.stderr)
-        else:
-            echo_err(f"warning: {message}")
+        self._write(f"warning: {message}")
+
+    def on_warning(self, message):
+        self._write(f"warning: {message}")
+
+    def on_note(self, message):
+        if not self.quiet:
+            self._write(f"note: {message}")
 
     def on_step(self, step, loss, lr, progress):
         self.smoothed = loss if self.smoothed is None else 0.95 * self.smoothed + 0.05 * loss
@@ -77,10 +78,7 @@ class ProgressReporter:
                 f"step {record['step']}: val {record['val_loss']:.4f} nats/char "
                 f"({record['val_bpc']:.4f} bits/char), {record['chars_per_s']:,.0f} chars/s"
             )
-            if self.bar is not None and not self.bar.disable:
-                self.bar.write(line, file=sys.stderr)
-            else:
-                echo_err(line)
+            self._write(line)
 
     def on_end(self, result):
         if self.bar is not None:
@@ -155,92 +153,61 @@ def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet
     """
     from ..training.runtime import start_runtime
 
+    if resume_dir:
+        _refuse_settings_on_resume(ctx, corpus, out, force, options)
     runtime = start_runtime(RuntimeConfig(device, precision))
     try:
-        result = _train(ctx, corpus, out, force, resume_dir, quiet, options, runtime)
+        result = _train(corpus, out, force, resume_dir, quiet, options, runtime)
     finally:
         runtime.close()
     if as_json and runtime.group.is_main:
         click.echo(json.dumps(result.to_dict()))
 
 
-def _train(ctx, corpus, out, force, resume_dir, quiet, options, runtime):
-    from ..training.trainer import Reporter, Trainer
+def _refuse_settings_on_resume(ctx, corpus, out, force, options) -> None:
+    given = [
+        name
+        for name in options
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+    ]
+    if corpus or out or force or given:
+        flags = ", ".join(
+            ["CORPUS"] * bool(corpus)
+            + ["--out"] * bool(out)
+            + ["--force"] * force
+            + [f"--{n.replace('_', '-')}" for n in given]
+        )
+        raise click.UsageError(f"--resume takes every setting from the run directory; drop {flags}")
+
+
+def _train(corpus, out, force, resume_dir, quiet, options, runtime):
+    from ..training.session import resume_run, start_run
+    from ..training.trainer import Reporter
 
     main_process = runtime.group.is_main
     # Only rank 0 reports; the others' warnings would repeat its own.
     reporter = ProgressReporter(quiet) if main_process else Reporter()
     if resume_dir:
-        given = [
-            name
-            for name in options
-            if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
-        ]
-        if corpus or out or force or given:
-            flags = ", ".join(
-                ["CORPUS"] * bool(corpus)
-                + ["--out"] * bool(out)
-                + ["--force"] * force
-                + [f"--{n.replace('_', '-')}" for n in given]
-            )
-            raise click.UsageError(
-                f"--resume takes every setting from the run directory; drop {flags}"
-            )
-        run_dir = Path(resume_dir)
-        trainer = Trainer.resume(run_dir, reporter, runtime)
+        trainer = resume_run(resume_dir, runtime=runtime, reporter=reporter)
     else:
-        run_dir, trainer = _start_run(corpus, out, force, options, reporter, runtime)
-    return _run_with_signals(trainer, run_dir, main_process)
-
-
-def _start_run(corpus, out, force, options, reporter, runtime):
-    from ..bundled import bundled_corpus
-    from ..text.corpus import prepare
-    from ..training.checkpoint import MODELS_DIR, STATE_DIR, latest_state
-    from ..training.trainer import METRICS_LOG, STEP_LOG, Trainer
-
-    corpus = Path(corpus) if corpus else bundled_corpus()
-    run_dir = Path(out) if out else Path("runs") / corpus.name.split(".")[0]
-    models = [run_dir / "best.safetensors", run_dir / "last.safetensors"]
-    if not force and (any(p.exists() for p in models) or (run_dir / STATE_DIR).is_dir()):
-        state = latest_state(run_dir)
-        where = f" (a training state at step {state.meta['loop']['step']})" if state else ""
-        raise CharRNNError(
-            f"{run_dir} already holds a training run{where}; pass --resume {run_dir} to "
-            "continue it, --force to start over (deleting it), or --out DIR to train elsewhere"
-        )
-    group = runtime.group
-    group.barrier()  # every rank has looked at the run directory before rank 0 changes it
-    if force and group.is_main:
-        for path in models + [run_dir / METRICS_LOG, run_dir / STEP_LOG]:
-            path.unlink(missing_ok=True)
-        for folder in (STATE_DIR, MODELS_DIR):
-            shutil.rmtree(run_dir / folder, ignore_errors=True)
-    data_config = config_from(DataConfig, options)
-    train_config = config_from(TrainConfig, options)
-    # Rank 0 encodes the corpus (when needed); the others then reuse what it wrote.
-    prepared = None
-    if group.is_main:
-        with ByteProgress([corpus, data_config.val_file]) as progress:
-            prepared = prepare(corpus, run_dir / "data", data_config, progress)
-        warn_about_corpus(prepared)
-    group.barrier()
-    if prepared is None:
-        prepared = prepare(corpus, run_dir / "data", data_config)
-    model_config = config_from(ModelConfig, options, vocab_size=len(prepared.vocab))
-    train_chars = len(prepared.train)
-    if options["dropout"] is None:
-        model_config = replace(model_config, dropout=default_dropout(model_config, train_chars))
-        if model_config.dropout and group.is_main:
-            echo_err(
-                f"note: dropout {model_config.dropout}: the model has "
-                f"{model_config.parameter_count():,} parameters for {train_chars:,} training "
-                "characters (--dropout sets it)"
+        data = config_from(DataConfig, options)
+        model = {name: options[name] for name in field_names(ModelConfig)}
+        # The bar's total is the bytes of both passes over the sources (rank 0 reads them).
+        sources = [corpus or bundled_corpus(), data.val_file]
+        bar = ByteProgress(sources) if main_process else contextlib.nullcontext()
+        with bar as progress:
+            trainer = start_run(
+                corpus,
+                out,
+                data=data,
+                model=model,
+                train=config_from(TrainConfig, options),
+                runtime=runtime,
+                force=force,
+                reporter=reporter,
+                progress=progress,
             )
-    advice = size_advice(model_config, train_chars)
-    if advice and group.is_main:
-        echo_err(f"warning: {advice}")
-    return run_dir, Trainer(prepared, model_config, train_config, run_dir, reporter, runtime)
+    return _run_with_signals(trainer, trainer.run_dir, main_process)
 
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}

@@ -9,12 +9,12 @@ Text is streamed in chunks, so the corpus never sits in memory as Python text.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes, atomic_writer
 from ..config import DataConfig
 from ..errors import CorpusError
 from .textfile import CHUNK_BYTES, iter_text_chunks
@@ -184,9 +184,8 @@ def preprocess(
     out_dir.mkdir(parents=True, exist_ok=True)
     # A meta.json marks a complete directory: remove it before the ids change.
     (out_dir / "meta.json").unlink(missing_ok=True)
-    ids_tmp = out_dir / "ids.npy.tmp"
     dtype = smallest_id_dtype(len(vocab))
-    with ids_tmp.open("wb") as ids:
+    with atomic_writer(out_dir / "ids.npy") as ids:
         header = {
             "descr": np.lib.format.dtype_to_descr(dtype),
             "fortran_order": False,
@@ -212,11 +211,19 @@ def preprocess(
         "sources": [_source_stamp(s) for s in sources],
     }
     # ids first, meta last: a directory whose meta.json exists is complete.
-    os.replace(ids_tmp, out_dir / "ids.npy")
-    meta_tmp = out_dir / "meta.json.tmp"
-    meta_tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    os.replace(meta_tmp, out_dir / "meta.json")
+    atomic_write_bytes(out_dir / "meta.json", json.dumps(meta, ensure_ascii=False).encode())
     return load_prepared(out_dir)
+
+
+def corpus_warnings(prepared: PreparedCorpus) -> list[str]:
+    """What is worth telling about a prepared corpus that is still usable."""
+    controls = prepared.meta.get("control_chars", 0)
+    if not controls:
+        return []
+    return [
+        f"the corpus holds {controls} control character(s) "
+        "(other than tab, newline, carriage return and form feed)"
+    ]
 
 
 def load_prepared(directory: str | Path) -> PreparedCorpus:

@@ -1,1 +1,2 @@
-"""Training runs: the loop, the run directory, training states, device and processes."""
+"""Training runs: starting and resuming them (session), the loop (trainer), the run
+directory (rundir), training states (checkpoint), device and processes (runtime)."""

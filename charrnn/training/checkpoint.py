@@ -1,6 +1,7 @@
-"""Training-state files: everything needed to continue a run exactly where it stopped.
+"""Training states: capturing everything needed to continue a run exactly where it
+stopped, restoring it, and encoding it as a file.
 
-One safetensors file per state (`RUN/state/step-00001234.safetensors`):
+One safetensors file per state (its place in the run: rundir.py):
 tensors for the weights, the optimizer moments, the carried hidden state and
 the torch/numpy RNG states; JSON metadata for the configs, the vocabulary,
 the loop's bookkeeping, the optimizer's settings and the Python RNG state.
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,12 +24,13 @@ from safetensors.torch import save as st_save
 from ..atomic import atomic_write_bytes
 from ..errors import CharRNNError, ModelFileError
 from ..model.modelfile import read_metadata
+from ..model.network import select_state
+
+if TYPE_CHECKING:
+    from .runtime import ProcessGroup
 
 FORMAT = "charrnn-train-state"
 VERSION = 1
-STATE_DIR = "state"  # RUN/state: training states
-MODELS_DIR = "models"  # RUN/models: model files named by step and validation loss
-_NAME = re.compile(r"^step-(\d+)\.safetensors$")
 
 
 @dataclass
@@ -87,6 +89,85 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, state: TrainingStat
     optimizer.load_state_dict({"state": per_param, "param_groups": state.meta["optim_groups"]})
 
 
+def capture(
+    meta: dict,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    hidden,
+    group: ProcessGroup,
+    device: torch.device,
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(JSON metadata, named tensors) of a complete training state: `meta` (the run's
+    own JSON: configs, loop bookkeeping, ...) plus the weights, optimizer, gradient
+    scaler, RNGs and the carried recurrent state `hidden`.
+
+    Under DDP every rank must call it (it gathers): the carried state of all ranks,
+    joined in the one-process layout (L, B, H), and each rank's RNGs.
+    """
+    rng_meta, rng_tensors = capture_rng()
+    groups, optim_tensors = optimizer_to_tensors(optimizer)
+    meta = {**meta, "optim_groups": groups, "rng": rng_meta}
+    if scaler.is_enabled():
+        meta["grad_scaler"] = scaler.state_dict()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(optim_tensors)
+    tensors.update(rng_tensors)
+    for rank, value in enumerate(group.gather(torch.get_rng_state())[1:], start=1):
+        tensors[f"rng.torch.rank{rank}"] = value
+    if device.type == "cuda":
+        for rank, value in enumerate(group.gather(torch.cuda.get_rng_state())):
+            tensors[f"rng.cuda.rank{rank}"] = value
+    if hidden is not None:
+        parts = hidden if isinstance(hidden, tuple) else (hidden,)
+        for i, h in enumerate(parts):
+            # float32 whatever the autocast dtype, so any precision can resume it
+            tensors[f"hidden.{i}"] = torch.cat(group.gather(h.float()), dim=1)
+    return meta, tensors
+
+
+def restore(
+    state: TrainingState,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    group: ProcessGroup,
+    device: torch.device,
+    rows: slice,
+    seed: int,
+):
+    """Put `state` back into the model, optimizer, scaler and RNGs; return this rank's
+    carried recurrent state (on `device`; None at the start of an epoch).
+
+    The state may come from another number of processes: the carried state is
+    stored for all B streams, and each rank takes its `rows`.
+    """
+    rank = group.rank
+    model.load_state_dict(state.group("model"))
+    optimizer_from_tensors(optimizer, state)
+    if scaler.is_enabled() and "grad_scaler" in state.meta:
+        scaler.load_state_dict(state.meta["grad_scaler"])
+    restore_rng(state)
+    if rank > 0:
+        own = state.tensors.get(f"rng.torch.rank{rank}")
+        if own is not None:
+            torch.set_rng_state(own)
+        else:  # a state from fewer processes: fresh dropout masks for this rank
+            torch.manual_seed(seed + rank + 7919 * state.meta["loop"]["step"])
+    cuda_rng = state.tensors.get(f"rng.cuda.rank{rank}")
+    if device.type == "cuda" and cuda_rng is not None:
+        torch.cuda.set_rng_state(cuda_rng)
+    stored = [state.tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in state.tensors]
+    if not stored:
+        return None
+    full = tuple(stored) if len(stored) == 2 else stored[0]
+    if group.distributed:
+        full = select_state(full, rows)
+    parts = full if isinstance(full, tuple) else (full,)
+    parts = tuple(h.to(device).contiguous() for h in parts)
+    return parts if len(parts) == 2 else parts[0]
+
+
 def save_state(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
     """Write a state file atomically; refuse non-finite weights."""
     for name, value in tensors.items():
@@ -114,45 +195,3 @@ def load_state(path: Path) -> TrainingState:
     except Exception as exc:  # safetensors raises its own error type on bad data
         raise ModelFileError(f"{path}: damaged training state ({exc})") from None
     return TrainingState(meta, tensors, path)
-
-
-def state_path(run_dir: Path, step: int) -> Path:
-    return run_dir / STATE_DIR / f"step-{step:08d}.safetensors"
-
-
-def list_states(run_dir: Path) -> list[Path]:
-    """State files of a run, newest (highest step) first."""
-    folder = Path(run_dir) / STATE_DIR
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found, reverse=True)]
-
-
-def latest_state(run_dir: Path, skipped: list[str] | None = None) -> TrainingState | None:
-    """The newest state that loads. Damaged files (charrnn never leaves one, but a disk
-    or a person can) are passed over, their errors appended to `skipped`."""
-    for path in list_states(run_dir):
-        try:
-            return load_state(path)
-        except ModelFileError as exc:
-            if skipped is not None:
-                skipped.append(str(exc))
-    return None
-
-
-def prune_states(run_dir: Path, keep: int) -> None:
-    """Delete all but the `keep` newest states."""
-    for path in list_states(run_dir)[max(keep, 1) :]:
-        path.unlink(missing_ok=True)
-
-
-def remove_stale_temporaries(run_dir: Path) -> int:
-    """Delete temporary files left by a writer that was killed; return how many."""
-    count = 0
-    for folder in (Path(run_dir), Path(run_dir) / STATE_DIR, Path(run_dir) / MODELS_DIR):
-        if folder.is_dir():
-            for tmp in folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
-                count += 1
-    return count

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from ..config import RuntimeConfig
 from ..errors import CharRNNError
@@ -139,6 +140,14 @@ class Runtime:
     def grad_scaler(self) -> torch.amp.GradScaler:
         """Loss scaling for fp16 (whose small gradients underflow); a pass-through otherwise."""
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module to train: under DDP a DistributedDataParallel around `model` (it
+        broadcasts rank 0's weights, then averages gradients during backward)."""
+        if not self.group.distributed:
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
 
     def describe(self) -> dict:
         return {

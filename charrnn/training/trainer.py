@@ -1,9 +1,11 @@
-"""Training: truncated BPTT over contiguous batch streams, AdamW, time-aware LR schedule.
+"""The training loop: truncated BPTT over contiguous batch streams, AdamW, a
+time-aware learning-rate schedule, validation, and rollback after numerical faults.
 
-The training text is cut into `batch_size` contiguous streams, read side by
-side `seq_len` characters at a time; the hidden state is carried from one
-batch to the next (detached), so the model learns dependencies longer than a
-batch. No printing here: progress goes to a `Reporter` the caller provides.
+The training text is cut into `batch_size` contiguous streams (batches.py), read
+side by side `seq_len` characters at a time; the hidden state is carried from
+one batch to the next (detached), so the model learns dependencies longer than
+a batch. No printing here: progress goes to a `Reporter` the caller provides.
+The run directory's files are RunDir's; the state's contents are checkpoint's.
 
 Under torchrun (see runtime.py) each of W processes owns B/W of those streams
 and its own carried state; DistributedDataParallel averages the gradients, rank
@@ -12,35 +14,27 @@ and its own carried state; DistributedDataParallel averages the gradients, rank
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
 
-from ..atomic import atomic_write_bytes
 from ..config import ModelConfig, TrainConfig
 from ..errors import CharRNNError
 from ..inference.score import score_ids
-from ..model.modelfile import EXTENSION, save_model
-from ..model.network import CharRNN, detach_state, select_state
-from ..text.corpus import PreparedCorpus, load_prepared
+from ..model.network import CharRNN, detach_state
+from ..text.corpus import PreparedCorpus
 from . import checkpoint
+from .batches import BatchStreams
+from .rundir import RunDir
 from .runtime import Runtime
+from .schedule import Clock, EvalSchedule, LoopState
 
-AUTO_EVAL_SHARE = 0.05  # share of the budget automatic validations should take together
-AUTO_EVALS_MAX = 50  # automatic validations per run, at most
 FAULTS_BEFORE_ROLLBACK = 3  # consecutive non-finite steps before going back to a good state
 MAX_ROLLBACKS = 4  # rollbacks (each halving the learning rate) before giving up
-METRICS_LOG = "metrics.jsonl"  # one line per validation
-STEP_LOG = "steps.jsonl"  # one line per step: step, loss, lr
 
 
 class TrainingInterrupted(Exception):
@@ -51,28 +45,12 @@ class TrainingInterrupted(Exception):
         super().__init__(f"stopped at step {step}; state saved in {run_dir}")
 
 
-@dataclass
-class LoopState:
-    """The training loop's bookkeeping; saved in every training state."""
-
-    step: int = 0
-    chars_seen: int = 0
-    elapsed: float = 0.0  # seconds of training so far, across resumes
-    eval_seconds: float = 0.0
-    last_eval_seconds: float = 0.0
-    evals_done: int = 0  # automatic validation points passed
-    next_eval: float = 0.0  # budget progress at which automatic validation is next considered
-    best_nats: float | None = None
-    position: int = 0  # in each batch stream
-    epoch: int = 0
-    loss_sum: float = 0.0  # training loss since the last validation
-    loss_count: int = 0
-    lr_scale: float = 1.0  # halved by each rollback after numerical faults
-    rollbacks: int = 0
-
-
 class Reporter:
-    """Receives training progress. The default does nothing; the CLI draws a bar."""
+    """Receives training progress. The default does nothing; the CLI draws a bar.
+
+    Notes are for information (the CLI's --quiet drops them); warnings are advice
+    worth seeing; faults are numerical trouble met and handled during training.
+    """
 
     def on_start(self, info: dict) -> None: ...
 
@@ -83,6 +61,10 @@ class Reporter:
     def on_end(self, result: TrainResult) -> None: ...
 
     def on_fault(self, message: str) -> None: ...
+
+    def on_note(self, message: str) -> None: ...
+
+    def on_warning(self, message: str) -> None: ...
 
 
 @dataclass
@@ -120,76 +102,33 @@ class TrainResult:
         }
 
 
-class BatchStreams:
-    """`batch_size` contiguous streams over the training ids, read seq_len at a time.
-
-    ids = [a b c d e f g h i j k l]; batch_size 2, seq_len 3:
-        stream 0: a b c | d e f        inputs  x[:, t:t+3]
-        stream 1: g h i | j k l        targets y[:, t:t+3] (shifted by one)
-    When a stream runs out the next epoch starts and the state is reset.
-    `rows` picks some of the streams (one process's share under DDP); the
-    layout, and so the position and epoch, stay those of all `batch_size`.
-    """
-
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice = slice(None)):
-        self.length = (len(ids) - 1) // batch_size  # characters per stream
-        if self.length < seq_len:
-            need = batch_size * seq_len + 1
-            raise CharRNNError(
-                f"training text too short: {len(ids)} characters; batch size {batch_size} "
-                f"x sequence length {seq_len} needs at least {need}"
-            )
-        span = self.length * batch_size
-        # (B, length) views into the memmap, then this process's rows
-        self.inputs = ids[:span].reshape(batch_size, self.length)[rows]
-        self.targets = ids[1 : span + 1].reshape(batch_size, self.length)[rows]
-        self.seq_len = seq_len
-        self.position = 0
-        self.epoch = 0
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(inputs, targets) each (B, T) int64, and whether a new epoch began."""
-        new_epoch = self.position + self.seq_len > self.length
-        if new_epoch:
-            self.position, self.epoch = 0, self.epoch + 1
-        window = slice(self.position, self.position + self.seq_len)
-        self.position += self.seq_len
-        x = torch.from_numpy(self.inputs[:, window].astype(np.int64))
-        y = torch.from_numpy(self.targets[:, window].astype(np.int64))
-        return x, y, new_epoch
-
-
 class Trainer:
-    """One training run in a run directory: fresh (`Trainer(...)`) or resumed (`Trainer.resume`)."""
+    """One training run in a run directory, from step 0 or (after `load`) from a state.
+    Starting a run the way `charrnn train` does, or resuming one: session.py."""
 
     def __init__(
         self,
         corpus: PreparedCorpus,
         model_config: ModelConfig,
         config: TrainConfig,
-        run_dir: str | Path,
+        run_dir: str | Path | RunDir,
         reporter: Reporter | None = None,
         runtime: Runtime | None = None,
     ):
         self.corpus, self.model_config, self.config = corpus, model_config, config
         self.runtime = runtime or Runtime()
         self.group = group = self.runtime.group
-        self.run_dir = Path(run_dir)
+        self.rundir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.reporter = reporter or Reporter()
         rows = group.rows(config.batch_size)
+        self.streams = BatchStreams(corpus.train, config.batch_size, config.seq_len, rows)
         if group.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoint.remove_stale_temporaries(self.run_dir)
+            self.rundir.tidy()
         torch.manual_seed(config.seed)
         self.model = CharRNN(model_config).to(self.runtime.device)
         if group.rank > 0:
             torch.manual_seed(config.seed + group.rank)  # dropout masks of its own per rank
-        # DDP broadcasts rank 0's weights, then averages gradients during backward.
-        self.network = (
-            DistributedDataParallel(self.model, device_ids=self._device_ids())
-            if group.distributed
-            else self.model
-        )
+        self.network = self.runtime.wrap(self.model)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=config.lr,
@@ -197,12 +136,12 @@ class Trainer:
             weight_decay=config.weight_decay,
         )
         self.scaler = self.runtime.grad_scaler()
-        self.streams = BatchStreams(corpus.train, config.batch_size, config.seq_len, rows)
+        self.schedule = EvalSchedule(config, len(corpus.val))
         self.loop = LoopState()
         self.hidden = None  # carried recurrent state, torch layout
-        self.history: list[dict] = []
-        self.best_path = self.run_dir / f"best{EXTENSION}"
-        self.last_path = self.run_dir / f"last{EXTENSION}"
+        self.history: list[dict] = []  # the validation records
+        self.clock = Clock()
+        self._last_save = 0.0  # loop.elapsed at the last saved state
         self.info = {
             "train_config": asdict(config),
             "corpus": corpus.meta.get("sources", [{}])[0].get("path"),
@@ -211,143 +150,54 @@ class Trainer:
             "runtime": self.runtime.describe(),
         }
 
-    def _device_ids(self) -> list[int] | None:
-        device = self.runtime.device
-        return [device.index] if device.type == "cuda" else None
+    @property
+    def run_dir(self) -> Path:
+        return self.rundir.path
 
     # -- states ---------------------------------------------------------------
-    def state_parts(self) -> tuple[dict, dict]:
-        """(JSON metadata, named tensors) of the complete training state.
-
-        Under DDP every rank must call it (it gathers): the carried state of all
-        ranks, joined in the one-process layout (L, B, H), and each rank's RNGs.
-        """
-        rng_meta, rng_tensors = checkpoint.capture_rng()
-        groups, optim_tensors = checkpoint.optimizer_to_tensors(self.optimizer)
-        self.loop.position, self.loop.epoch = self.streams.position, self.streams.epoch
+    def save_state(self) -> Path:
+        """Save the complete training state; under DDP all ranks call it, rank 0 writes."""
+        loop = self.loop
+        loop.position, loop.epoch = self.streams.position, self.streams.epoch
         meta = {
             "model_config": asdict(self.model_config),
             "train_config": asdict(self.config),
             "corpus_dir": str(self.corpus.directory.resolve()),
             "vocab": list(self.corpus.vocab.chars),
-            "loop": asdict(self.loop),
-            "optim_groups": groups,
-            "rng": rng_meta,
+            "loop": asdict(loop),
             "runtime": self.runtime.describe(),  # for the record; a resume may change it
         }
-        if self.scaler.is_enabled():
-            meta["grad_scaler"] = self.scaler.state_dict()
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update(optim_tensors)
-        tensors.update(rng_tensors)
-        for rank, value in enumerate(self.group.gather(torch.get_rng_state())[1:], start=1):
-            tensors[f"rng.torch.rank{rank}"] = value
-        if self.runtime.device.type == "cuda":
-            for rank, value in enumerate(self.group.gather(torch.cuda.get_rng_state())):
-                tensors[f"rng.cuda.rank{rank}"] = value
-        if self.hidden is not None:
-            parts = self.hidden if isinstance(self.hidden, tuple) else (self.hidden,)
-            for i, h in enumerate(parts):
-                # float32 whatever the autocast dtype, so any precision can resume it
-                tensors[f"hidden.{i}"] = torch.cat(self.group.gather(h.float()), dim=1)
-        return meta, tensors
-
-    def save_state(self) -> Path:
-        """Write the complete training state, flush the step log, prune old states.
-        Under DDP all ranks call it; rank 0 writes."""
-        path = checkpoint.state_path(self.run_dir, self.loop.step)
-        parts = self.state_parts()
-        self._last_save = self.loop.elapsed
+        meta, tensors = checkpoint.capture(
+            meta,
+            self.model,
+            self.optimizer,
+            self.scaler,
+            self.hidden,
+            self.group,
+            self.runtime.device,
+        )
+        self._last_save = loop.elapsed
         if self.group.is_main:
-            self._step_log.flush()
-            checkpoint.save_state(path, *parts)
-            checkpoint.prune_states(self.run_dir, self.config.keep)
-        return path
+            self.rundir.save_state(loop.step, meta, tensors, self.config.keep)
+        return self.rundir.state_path(loop.step)
 
     def load(self, state: checkpoint.TrainingState) -> None:
-        """Restore everything from `state` (weights, optimizer, data position, RNGs).
-
-        The state may come from another number of processes: the carried state is
-        stored for all B streams, and each rank takes its own rows.
-        """
-        device, rank = self.runtime.device, self.group.rank
-        self.model.load_state_dict(state.group("model"))
-        checkpoint.optimizer_from_tensors(self.optimizer, state)
-        if self.scaler.is_enabled() and "grad_scaler" in state.meta:
-            self.scaler.load_state_dict(state.meta["grad_scaler"])
+        """Continue from `state`: weights, optimizer, data position, RNGs, carried state."""
+        self.hidden = checkpoint.restore(
+            state,
+            self.model,
+            self.optimizer,
+            self.scaler,
+            self.group,
+            self.runtime.device,
+            self.group.rows(self.config.batch_size),
+            self.config.seed,
+        )
         self.loop = LoopState(**state.meta["loop"])
         self.streams.position, self.streams.epoch = self.loop.position, self.loop.epoch
-        hidden = [state.tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in state.tensors]
-        if hidden:
-            full = tuple(hidden) if len(hidden) == 2 else hidden[0]
-            if self.group.distributed:
-                full = select_state(full, self.group.rows(self.config.batch_size))
-            parts = full if isinstance(full, tuple) else (full,)
-            parts = tuple(h.to(device).contiguous() for h in parts)
-            self.hidden = parts if len(parts) == 2 else parts[0]
-        else:
-            self.hidden = None
-        checkpoint.restore_rng(state)
-        if rank > 0:
-            own = state.tensors.get(f"rng.torch.rank{rank}")
-            if own is not None:
-                torch.set_rng_state(own)
-            else:  # a state from fewer processes: fresh dropout masks for this rank
-                torch.manual_seed(self.config.seed + rank + 7919 * self.loop.step)
-        cuda_rng = state.tensors.get(f"rng.cuda.rank{rank}")
-        if device.type == "cuda" and cuda_rng is not None:
-            torch.cuda.set_rng_state(cuda_rng)
-
-    @classmethod
-    def resume(
-        cls,
-        run_dir: str | Path,
-        reporter: Reporter | None = None,
-        runtime: Runtime | None = None,
-    ) -> Trainer:
-        """A Trainer continuing the newest complete state in `run_dir`."""
-        run_dir = Path(run_dir)
-        runtime = runtime or Runtime()
-        if runtime.group.is_main:
-            checkpoint.remove_stale_temporaries(run_dir)
-        skipped: list[str] = []
-        state = checkpoint.latest_state(run_dir, skipped)
-        if state is None:
-            reason = f" ({skipped[0]})" if skipped else ""
-            raise CharRNNError(f"{run_dir}: no training state to resume from{reason}")
-        meta = state.meta
-        corpus = load_prepared(meta["corpus_dir"])
-        if list(corpus.vocab.chars) != meta["vocab"]:
-            raise CharRNNError(f"{meta['corpus_dir']}: the prepared corpus changed since the run")
-        trainer = cls(
-            corpus,
-            ModelConfig(**meta["model_config"]),
-            TrainConfig(**meta["train_config"]),
-            run_dir,
-            reporter,
-            runtime,
-        )
-        trainer.load(state)
-        for message in skipped:
-            trainer.reporter.on_fault(f"skipped a damaged training state: {message}")
-        step = trainer.loop.step
-        if trainer.group.is_main:
-            # Logs written after this state belong to steps that will be redone.
-            for name in (METRICS_LOG, STEP_LOG):
-                _truncate_log(run_dir / name, step)
-        trainer.history = [r for r in read_log(run_dir / METRICS_LOG) if r["step"] <= step]
-        return trainer
+        self._last_save = self.loop.elapsed
 
     # -- the loop ---------------------------------------------------------------
-    def _start_clock(self) -> None:
-        """Count the run's time on from loop.elapsed (a fresh start, a resume, a rollback)."""
-        self._clock_origin = (time.perf_counter(), self.loop.elapsed)
-
-    def _clock(self) -> float:
-        """Seconds of this run so far, validations included (this rank's clock)."""
-        started, elapsed_before = self._clock_origin
-        return elapsed_before + time.perf_counter() - started
-
     def run(self, should_stop=lambda: False) -> TrainResult:
         """Train until the budget is spent, or `should_stop()` says so (then save and raise
         TrainingInterrupted)."""
@@ -360,19 +210,15 @@ class Trainer:
                 "resumed_at": loop.step,
             }
         )
-        log_path = self.run_dir / STEP_LOG if self.group.is_main else os.devnull
-        self._step_log = open(log_path, "a", encoding="utf-8")
         try:
             if loop.step == 0:
                 self.save_state()  # a good state to roll back to from the first step
-            self._last_save = loop.elapsed
             faults = 0
             self.model.train()
-            self._start_clock()
+            self.clock = Clock(loop.elapsed)
             while True:
                 # Rank 0's clock and stop request, so that all ranks take the same branches.
-                elapsed, stop = self.group.from_main(self._clock(), should_stop())
-                loop.elapsed = elapsed
+                loop.elapsed, stop = self.group.from_main(self.clock.now(), should_stop())
                 progress = config.progress(loop.elapsed, loop.step)
                 if progress >= 1.0:
                     break
@@ -385,16 +231,16 @@ class Trainer:
                     faults += 1
                     if faults >= FAULTS_BEFORE_ROLLBACK:
                         self._roll_back()
-                        faults = 0
-                        self._start_clock()
+                        loop, faults = self.loop, 0
                     continue
                 faults = 0
                 self.reporter.on_step(loop.step, loss, lr, progress)
-                if self._eval_due():
+                if self.schedule.due(loop):
                     self._evaluate()
                 if loop.elapsed - self._last_save >= config.checkpoint_every:
                     self.save_state()
-            loop_eval_seconds = loop.eval_seconds
+            # The result's times are those of the loop; the closing validation is extra.
+            train_seconds, eval_seconds = loop.elapsed, loop.eval_seconds
             (evaluated,) = self.group.from_main(
                 bool(self.history) and self.history[-1]["step"] == loop.step
             )
@@ -402,18 +248,18 @@ class Trainer:
                 self._evaluate()
             self.save_state()
         finally:
-            self._step_log.close()
+            self.rundir.close()
         result = TrainResult(
             out_dir=self.run_dir,
             steps=loop.step,
             chars_seen=loop.chars_seen,
-            train_seconds=loop.elapsed,
-            eval_seconds=loop_eval_seconds,
-            chars_per_s=loop.chars_seen / max(loop.elapsed - loop_eval_seconds, 1e-9),
+            train_seconds=train_seconds,
+            eval_seconds=eval_seconds,
+            chars_per_s=loop.chars_seen / max(train_seconds - eval_seconds, 1e-9),
             best_val_nats=loop.best_nats,
             last_val_nats=self.history[-1]["val_loss"],
-            best_model=self.best_path,
-            last_model=self.last_path,
+            best_model=self.rundir.best_model,
+            last_model=self.rundir.last_model,
             parameters=self.model.num_parameters(),
             history=self.history,
         )
@@ -459,7 +305,8 @@ class Trainer:
         self.hidden = hidden
         loop.loss_sum += value
         loop.loss_count += 1
-        self._step_log.write(json.dumps({"step": loop.step, "loss": value, "lr": lr}) + "\n")
+        if self.group.is_main:
+            self.rundir.log_step({"step": loop.step, "loss": value, "lr": lr})
         return value
 
     def _roll_back(self) -> None:
@@ -468,64 +315,28 @@ class Trainer:
         if loop.rollbacks >= MAX_ROLLBACKS:
             raise CharRNNError(
                 f"training diverged: non-finite losses persisted after {MAX_ROLLBACKS} "
-                f"rollbacks; last good state is in {self.run_dir / checkpoint.STATE_DIR}; "
+                f"rollbacks; last good state is in {self.rundir.state_dir}; "
                 "try a lower --lr"
             )
         scale, rollbacks = loop.lr_scale * 0.5, loop.rollbacks + 1
-        state = checkpoint.latest_state(self.run_dir)
-        self.load(state)
+        self.load(self.rundir.latest_state())
         self.loop.lr_scale, self.loop.rollbacks = scale, rollbacks
         if self.group.is_main:
-            _truncate_log(self.run_dir / STEP_LOG, self.loop.step)
+            self.rundir.cut_logs(self.loop.step, metrics=False)
         self.reporter.on_fault(
             f"rolled back to step {self.loop.step} with learning rate x{scale:g}"
         )
-
-    def _prune_models(self) -> None:
-        """Keep the `keep` newest named model files, and the best one."""
-        named = sorted(
-            (self.run_dir / checkpoint.MODELS_DIR).glob(f"step-*{EXTENSION}"), reverse=True
-        )
-        best = self.best_path.stat().st_ino if self.best_path.exists() else None
-        for path in named[self.config.keep :]:
-            if path.stat().st_ino != best:
-                path.unlink()
-
-    def _eval_due(self) -> bool:
-        """Validate every eval_every steps, or automatically at evenly spaced points of
-        the budget (see auto_eval_intervals).
-
-        The cost is the last validation's time, or before the first, an estimate
-        from training throughput (a forward pass is about a third of a step).
-        """
-        config, loop = self.config, self.loop
-        if config.eval_every > 0:
-            return loop.step % config.eval_every == 0
-        progress = config.progress(loop.elapsed, loop.step)
-        if progress < loop.next_eval or loop.next_eval >= 1.0:
-            return False
-        budget = config.max_time if config.max_time > 0 else loop.elapsed / max(progress, 1e-9)
-        speed = loop.chars_seen / max(loop.elapsed - loop.eval_seconds, 1e-9)
-        cost = loop.last_eval_seconds or len(self.corpus.val) / max(3 * speed, 1.0)
-        intervals = auto_eval_intervals(budget, cost)
-        # Check at the marks j / intervals (quarters while none fits, in case the cost
-        # estimate drops); the epsilon keeps 2/100 * 50 from flooring to 0.
-        marks = max(intervals, 4)
-        mark = math.floor(progress * marks + 1e-9)
-        loop.next_eval = (mark + 1) / marks
-        if mark == 0:  # the first check only sets the first mark
-            return False
-        loop.evals_done += 1
-        return intervals > 0
+        self.clock = Clock(self.loop.elapsed)
 
     def _evaluate(self) -> None:
         """Score the whole validation text (in float32 whatever the training precision, so
-        figures compare with `charrnn score`). Under DDP each rank scores a share of its
-        segments and the sums are added up: the same figure as one process gets."""
+        figures compare with `charrnn score`), record it and publish the model. Under DDP
+        each rank scores a share of its segments and the sums are added up: the same
+        figure as one process gets."""
         loop, group = self.loop, self.group
         # loop.elapsed was read before the step just taken; the record wants the time
         # now. Subtract only earlier validations.
-        now = self._clock()
+        now = self.clock.now()
         training_seconds = max(now - loop.eval_seconds, 1e-9)
         began = time.perf_counter()
         share = score_ids(
@@ -534,7 +345,7 @@ class Trainer:
         self.model.train()
         nats, chars = group.sum(share.nats, share.chars)
         val_nats = nats / chars if chars else float("nan")
-        # Rank 0's timing for all, since later decisions (_eval_due) depend on it.
+        # Rank 0's timing for all, since later decisions (EvalSchedule) depend on it.
         (loop.last_eval_seconds,) = group.from_main(time.perf_counter() - began)
         loop.eval_seconds += loop.last_eval_seconds
         record = {
@@ -551,74 +362,23 @@ class Trainer:
         if not math.isfinite(val_nats):
             raise CharRNNError(f"validation loss became {val_nats} at step {loop.step}; lower --lr")
         self.history.append(record)
-        if loop.best_nats is None or val_nats < loop.best_nats:
-            loop.best_nats, improved = val_nats, True
-        else:
-            improved = False
+        improved = loop.best_nats is None or val_nats < loop.best_nats
+        if improved:
+            loop.best_nats = val_nats
         if not group.is_main:
             return
         info = {**self.info, "step": loop.step, "chars_seen": loop.chars_seen, "val_nats": val_nats}
-        # The model is written once, under a name that says its step and validation loss;
-        # last/best are links to it (or copies where links are not supported).
-        named = (
-            self.run_dir
-            / checkpoint.MODELS_DIR
-            / f"step-{loop.step:08d}-val{val_nats:.4f}{EXTENSION}"
+        self.rundir.publish_model(
+            self.model,
+            self.corpus.vocab,
+            info,
+            step=loop.step,
+            val_nats=val_nats,
+            best=improved,
+            keep=self.config.keep,
         )
-        save_model(named, self.model, self.corpus.vocab, info)
-        link_or_copy(named, self.last_path)
-        if improved:
-            link_or_copy(named, self.best_path)
-        self._prune_models()
-        with (self.run_dir / METRICS_LOG).open("a", encoding="utf-8") as log:
-            log.write(json.dumps(record) + "\n")
+        self.rundir.log_metrics(record)
         self.reporter.on_eval(record)
-
-
-def auto_eval_intervals(budget_seconds: float, eval_seconds: float) -> int:
-    """Into how many intervals automatic validations split the budget: as many as
-    fit in AUTO_EVAL_SHARE of it, at least 4 (validating at 1/4, 2/4, 3/4, each
-    when one validation fits in that share) and at most AUTO_EVALS_MAX; 0 when
-    not even one fits (then only the end of the run is validated).
-
-    A small validation text is thus checked often, so the best model of a run
-    that overfits early (a small corpus) is caught.
-    """
-    fits = AUTO_EVAL_SHARE * budget_seconds / max(eval_seconds, 1e-9)
-    if fits < 1.0:
-        return 0
-    return min(AUTO_EVALS_MAX, max(4, int(fits)))
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Make `target` the same file as `source`, replacing it atomically."""
-    tmp = target.with_name(f".{target.name}.link.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
-def read_log(path: Path) -> list[dict]:
-    """The records of a JSON-lines log (metrics or steps); none when it is missing."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut short by a kill: it and anything after are dropped
-    return records
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Keep only the records of steps <= `step` (atomically)."""
-    if path.exists():
-        kept = [r for r in read_log(path) if r["step"] <= step]
-        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
 def train(
@@ -630,5 +390,7 @@ def train(
     should_stop=lambda: False,
     runtime: Runtime | None = None,
 ) -> TrainResult:
-    """Train a fresh CharRNN on `corpus`; best and last models and states go to `out_dir`."""
+    """Train a fresh CharRNN on a prepared corpus with a complete ModelConfig; best and
+    last models and states go to `out_dir`. No claim on the directory, no defaults
+    decided: for that, session.train."""
     return Trainer(corpus, model_config, config, out_dir, reporter, runtime).run(should_stop)

@@ -1,5 +1,5 @@
 """What a model file or run directory holds: its config, training facts and the
-run's validation history (RUN/metrics.jsonl, as train.py writes it). No printing.
+run's validation history (RUN/metrics.jsonl, read through training/rundir.py). No printing.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.modelfile import LoadedModel, load_model
-from ..training.checkpoint import MODELS_DIR
-from ..training.trainer import METRICS_LOG, read_log
+from ..training.rundir import find_run
 
 
 @dataclass
@@ -74,29 +73,11 @@ def _nats(nats: float) -> str:
     return f"{nats:.4f} nats/char ({nats / math.log(2):.4f} bits/char)"
 
 
-def find_metrics(path: Path, model_path: Path) -> Path | None:
-    """The metrics log of the run a model belongs to: RUN/metrics.jsonl for RUN,
-    RUN/best.safetensors or RUN/models/step-....safetensors."""
-    folders = [path] if path.is_dir() else [model_path.parent]
-    if model_path.parent.name == MODELS_DIR:
-        folders.append(model_path.parent.parent)
-    for folder in folders:
-        candidate = folder / METRICS_LOG
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The validation records of a metrics log (train.read_log: a line cut short by
-    a killed run ends it), keeping only records that name their step."""
-    return [r for r in read_log(path) if isinstance(r, dict) and isinstance(r.get("step"), int)]
-
-
 def run_info(path: str | Path) -> RunInfo:
     """Describe a model file or a run directory (its best model and its metrics)."""
     path = Path(path)
     loaded = load_model(path)
-    metrics = find_metrics(path, loaded.path)
-    history = read_metrics(metrics) if metrics else []
-    return RunInfo(loaded, metrics, history)
+    run = find_run(path, loaded.path)
+    if run is None:
+        return RunInfo(loaded, None, [])
+    return RunInfo(loaded, run.metrics_log, run.metrics())

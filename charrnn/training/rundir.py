@@ -1,0 +1,204 @@
+"""The run directory: its layout, and every change made to it during a run.
+
+    RUN/best.safetensors, last.safetensors   links to files in models/
+    RUN/models/step-00001234-val1.2345.safetensors
+    RUN/state/step-00001234.safetensors      complete training states (checkpoint.py)
+    RUN/metrics.jsonl                         one line per validation
+    RUN/steps.jsonl                           one line per step: step, loss, lr
+    RUN/data/                                 the prepared corpus, when train made it
+
+Writes go through atomic.py; what a state file holds is checkpoint.py's business.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from ..atomic import LineLog, atomic_link, read_json_lines, remove_temporaries
+from ..errors import CharRNNError, ModelFileError
+from ..model.modelfile import EXTENSION, save_model
+from . import checkpoint
+
+METRICS_LOG = "metrics.jsonl"  # one line per validation
+STEP_LOG = "steps.jsonl"  # one line per step: step, loss, lr
+STATE_DIR = "state"  # training states
+MODELS_DIR = "models"  # model files named by step and validation loss
+DATA_DIR = "data"  # the prepared corpus
+_STATE_NAME = re.compile(r"^step-(\d+)\.safetensors$")
+
+
+class RunDir:
+    """One run directory. Only rank 0 of a distributed run calls the writing methods."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._steps = LineLog(self.path / STEP_LOG)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- layout ---------------------------------------------------------------
+    @property
+    def best_model(self) -> Path:
+        return self.path / f"best{EXTENSION}"
+
+    @property
+    def last_model(self) -> Path:
+        return self.path / f"last{EXTENSION}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.path / MODELS_DIR
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / STATE_DIR
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path / DATA_DIR
+
+    @property
+    def metrics_log(self) -> Path:
+        return self.path / METRICS_LOG
+
+    @property
+    def step_log(self) -> Path:
+        return self.path / STEP_LOG
+
+    # -- claiming ---------------------------------------------------------------
+    def holds_run(self) -> bool:
+        """Whether a run has written models or states here."""
+        models = (self.best_model, self.last_model)
+        return any(p.exists() for p in models) or self.state_dir.is_dir()
+
+    def check_unclaimed(self, force: bool = False) -> None:
+        """Refuse to start a new run over an old one, unless `force`."""
+        if force or not self.holds_run():
+            return
+        state = self.latest_state()
+        where = f" (a training state at step {state.meta['loop']['step']})" if state else ""
+        raise CharRNNError(
+            f"{self.path} already holds a training run{where}; pass --resume {self.path} to "
+            "continue it, --force to start over (deleting it), or --out DIR to train elsewhere"
+        )
+
+    def claim(self, force: bool = False) -> None:
+        """Make this the directory of a new run: refuse an old run, or with `force`
+        delete its models, states and logs (a prepared corpus in data/ stays)."""
+        self.check_unclaimed(force)
+        if force:
+            for path in (self.best_model, self.last_model, self.metrics_log, self.step_log):
+                path.unlink(missing_ok=True)
+            for folder in (self.state_dir, self.models_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def tidy(self) -> int:
+        """Create the directory; delete temporaries left by a killed writer (how many)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        folders = (self.path, self.state_dir, self.models_dir, self.data_dir)
+        return sum(remove_temporaries(folder) for folder in folders)
+
+    # -- training states ---------------------------------------------------------
+    def state_path(self, step: int) -> Path:
+        return self.state_dir / f"step-{step:08d}.safetensors"
+
+    def state_files(self) -> list[Path]:
+        """The state files, newest (highest step) first."""
+        if not self.state_dir.is_dir():
+            return []
+        found = [
+            (int(m.group(1)), p)
+            for p in self.state_dir.iterdir()
+            if (m := _STATE_NAME.match(p.name))
+        ]
+        return [p for _, p in sorted(found, reverse=True)]
+
+    def latest_state(self, skipped: list[str] | None = None) -> checkpoint.TrainingState | None:
+        """The newest state that loads. Damaged files (charrnn never leaves one, but a disk
+        or a person can) are passed over, their errors appended to `skipped`."""
+        for path in self.state_files():
+            try:
+                return checkpoint.load_state(path)
+            except ModelFileError as exc:
+                if skipped is not None:
+                    skipped.append(str(exc))
+        return None
+
+    def save_state(self, step: int, meta: dict, tensors: dict, keep: int) -> Path:
+        """Write the state of `step` (the step log first, so that it covers the state),
+        then delete all but the `keep` newest states."""
+        self._steps.flush()
+        path = self.state_path(step)
+        checkpoint.save_state(path, meta, tensors)
+        for old in self.state_files()[max(keep, 1) :]:
+            old.unlink(missing_ok=True)
+        return path
+
+    # -- models -------------------------------------------------------------------
+    def model_files(self) -> list[Path]:
+        """The named model files, newest first."""
+        return sorted(self.models_dir.glob(f"step-*{EXTENSION}"), reverse=True)
+
+    def publish_model(
+        self, model, vocab, info: dict, *, step: int, val_nats: float, best: bool, keep: int
+    ) -> Path:
+        """Write a validated model once, under a name that says its step and validation
+        loss; make last (and, when `best`, best) the same file; keep the `keep` newest
+        named files and the best one."""
+        named = self.models_dir / f"step-{step:08d}-val{val_nats:.4f}{EXTENSION}"
+        save_model(named, model, vocab, info)
+        atomic_link(named, self.last_model)
+        if best:
+            atomic_link(named, self.best_model)
+        best_inode = self.best_model.stat().st_ino if self.best_model.exists() else None
+        for path in self.model_files()[keep:]:
+            if path.stat().st_ino != best_inode:
+                path.unlink()
+        return named
+
+    # -- logs -----------------------------------------------------------------------
+    def log_step(self, record: dict) -> None:
+        """Append to the step log (buffered until the next state is saved, or close)."""
+        self._steps.append(record)
+
+    def log_metrics(self, record: dict) -> None:
+        log = LineLog(self.metrics_log)
+        log.append(record)
+        log.close()
+
+    def close(self) -> None:
+        self._steps.close()
+
+    def metrics(self) -> list[dict]:
+        """The validation records, keeping only records that name their step."""
+        records = read_json_lines(self.metrics_log)
+        return [r for r in records if isinstance(r, dict) and isinstance(r.get("step"), int)]
+
+    def steps(self) -> list[dict]:
+        return read_json_lines(self.step_log)
+
+    def cut_logs(self, step: int, metrics: bool = True) -> None:
+        """Drop the records of steps after `step`: they belong to steps that will be
+        redone (a resume, or a rollback; the latter keeps its validations)."""
+        self._steps.close()  # its buffered lines are part of the log to cut
+        logs = [self._steps] + ([LineLog(self.metrics_log)] if metrics else [])
+        for log in logs:
+            if log.path.exists():
+                log.rewrite([r for r in read_json_lines(log.path) if r["step"] <= step])
+
+
+def find_run(path: str | Path, model_path: str | Path) -> RunDir | None:
+    """The run a model belongs to, when it has a metrics log: `path` itself (a run
+    directory), the folder of RUN/best.safetensors, or the RUN of RUN/models/step-...."""
+    path, model_path = Path(path), Path(model_path)
+    folders = [path] if path.is_dir() else [model_path.parent]
+    if model_path.parent.name == MODELS_DIR:
+        folders.append(model_path.parent.parent)
+    for folder in folders:
+        run = RunDir(folder)
+        if run.metrics_log.is_file():
+            return run
+    return None
