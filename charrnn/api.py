@@ -125,6 +125,77 @@ def _sample_config(**settings) -> SampleConfig:
     return SampleConfig(**settings)
 
 
+def _split_settings(settings: dict) -> dict:
+    """Flat keyword settings -> the keyword arguments of training.session.train."""
+    groups = {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "train": TrainConfig,
+        "runtime": RuntimeConfig,
+    }
+    owner = {
+        f.name: group
+        for group, cls in groups.items()
+        for f in dataclasses.fields(cls)
+        if f.name != "vocab_size"
+    }
+    unknown = sorted(set(settings) - set(owner))
+    if unknown:
+        raise CharRNNError(
+            f"unknown training setting {unknown[0]!r}; choose from {', '.join(sorted(owner))}"
+        )
+    parts: dict[str, dict] = {group: {} for group in groups}
+    for name, value in settings.items():
+        parts[owner[name]][name] = value
+    return {
+        "data": DataConfig(**parts["data"]),
+        "model": parts["model"],  # the vocabulary size comes from the corpus
+        "train": TrainConfig(**parts["train"]),
+        "runtime": RuntimeConfig(**parts["runtime"]),
+    }
+
+
+def train(
+    corpus: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    force: bool = False,
+    reporter: Reporter | None = None,
+    **settings,
+) -> TrainResult:
+    """Train a model on `corpus` (a text file or a prepared directory; None: the bundled
+    Shakespeare) into the run directory `out` (default runs/<corpus name>), as
+    `charrnn train` does, and return the TrainResult (`.best_model`, `.out_dir`, ...).
+
+    `settings` are fields of DataConfig, ModelConfig, TrainConfig and RuntimeConfig
+    (hidden=256, max_time=60, device="cuda", ...). Without `dropout`, a model with
+    more parameters than the text has characters gets SMALL_TEXT_DROPOUT. An earlier
+    run in `out` is an error unless `force` (which deletes it). `reporter` (a
+    training.trainer.Reporter) hears of progress; by default nothing is printed.
+    """
+    from .training.session import train as train_run
+
+    return train_run(corpus, out, force=force, reporter=reporter, **_split_settings(settings))
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    reporter: Reporter | None = None,
+    device: str = RuntimeConfig.device,
+    precision: str = RuntimeConfig.precision,
+) -> TrainResult:
+    """Continue the run in `run_dir` from its newest training state to the end of its
+    budget (on the CPU, exactly as if it had not stopped)."""
+    from .training.session import resume_run
+
+    trainer = resume_run(run_dir, runtime=RuntimeConfig(device, precision), reporter=reporter)
+    try:
+        return trainer.run()
+    finally:
+        trainer.runtime.close()
+
+
 def load(path: str | Path | None = None) -> Model:
     """A model file, or a run directory's best model; None: the bundled Shakespeare model."""
     from .bundled import bundled_model

@@ -111,15 +111,6 @@ class ByteProgress:
         self.bar.close()
 
 
-def warn_about_corpus(prepared) -> None:
-    controls = prepared.meta.get("control_chars", 0)
-    if controls:
-        echo_err(
-            f"warning: the corpus holds {controls} control character(s) "
-            "(other than tab, newline, carriage return and form feed)"
-        )
-
-
 # --------------------------------------------------------------------------- sample / score
 def html_option(help_text: str):
     """`--html FILE` (into `html_file`): the self-contained page a command can also write."""

@@ -4,12 +4,12 @@ run's validation history (RUN/metrics.jsonl, read through training/rundir.py). N
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.modelfile import LoadedModel, load_model
 from ..training.rundir import find_run
+from .figures import nats_and_bits
 
 
 @dataclass
@@ -34,17 +34,17 @@ class RunInfo:
             ("embedding", str(config.embedding)),
             ("dropout", f"{config.dropout:g}"),
             ("vocabulary", f"{len(self.loaded.vocab)} characters"),
-            ("parameters", f"{self.loaded.model.num_parameters():,}"),
+            ("parameters", f"{self.loaded.config.parameter_count():,}"),
         ]
         if "step" in info:
             rows.append(("trained for", f"{info['step']:,} steps"))
         if "chars_seen" in info:
             rows.append(("characters seen", f"{info['chars_seen']:,}"))
         if "val_nats" in info:
-            rows.append(("this model's validation", _nats(info["val_nats"])))
+            rows.append(("this model's validation", nats_and_bits(info["val_nats"])))
         best = self.best_val_nats
         if best is not None:
-            rows.append(("best validation", _nats(best)))
+            rows.append(("best validation", nats_and_bits(best)))
         train_config = info.get("train_config") or {}
         if train_config:
             keys = ("seq_len", "batch_size", "lr", "max_time", "max_steps", "seed")
@@ -61,16 +61,12 @@ class RunInfo:
             "model": str(self.loaded.path),
             "config": self.loaded.config.to_dict(),
             "vocab_size": len(self.loaded.vocab),
-            "parameters": self.loaded.model.num_parameters(),
+            "parameters": self.loaded.config.parameter_count(),
             "info": self.loaded.info,
             "best_val_nats": self.best_val_nats,
             "metrics": str(self.metrics_path) if self.metrics_path else None,
             "history": self.history,
         }
-
-
-def _nats(nats: float) -> str:
-    return f"{nats:.4f} nats/char ({nats / math.log(2):.4f} bits/char)"
 
 
 def run_info(path: str | Path) -> RunInfo:
