@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val", type=Path, default=VAL)
     parser.add_argument("--plain-args", default="", help="extra plain_lstm.py options")
     parser.add_argument("--no-plain", action="store_true", help="skip the reference run")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="train into this run directory and keep it (default: a temporary one)",
+    )
     parser.add_argument("train_args", nargs="*", help="extra `charrnn train` options")
     args = parser.parse_args(argv)
 
@@ -36,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"name": f"plain_lstm.py {args.plain_args}".strip(), **plain})
         print(json.dumps(rows[-1]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
+        run_dir = str(args.keep) if args.keep else tmp
         trained, wall = run_json(
             charrnn(
                 "train",
@@ -43,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--val",
                 str(args.val),
                 "--out",
-                tmp,
+                run_dir,
                 "--quiet",
                 "--json",
                 "--max-time",

@@ -266,21 +266,35 @@ def test_parameter_count_without_torch_matches_the_module(cell):
     assert config.parameter_count() == CharRNN(config).num_parameters()
 
 
-def test_default_dropout_only_for_texts_shorter_than_the_model():
-    from charrnn.config import SMALL_TEXT_DROPOUT, default_dropout
+def test_default_dropout_only_for_texts_shorter_than_the_recurrent_layers():
+    from charrnn.config import SMALL_TEXT_DROPOUT, default_dropout, memorising_parameter_count
 
     config = ModelConfig(vocab_size=84, hidden=384)
-    params = config.parameter_count()
+    params = memorising_parameter_count(config)
     assert default_dropout(config, params) == 0.0
     assert default_dropout(config, params - 1) == SMALL_TEXT_DROPOUT > 0
+    # The alphabet's size does not count: its rows cannot hold more of the text.
+    large_alphabet = ModelConfig(vocab_size=6000, hidden=384)
+    assert memorising_parameter_count(large_alphabet) == params
+    assert large_alphabet.parameter_count() > 3 * params
+    assert default_dropout(large_alphabet, params) == 0.0
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_memorising_parameters_are_the_recurrent_layers(cell):
+    from charrnn.config import memorising_parameter_count
+
+    config = ModelConfig(vocab_size=57, cell=cell, layers=3, hidden=20, embedding=6)
+    recurrent = sum(p.numel() for p in CharRNN(config).rnn.parameters())
+    assert memorising_parameter_count(config) == recurrent
 
 
 def test_size_advice_follows_the_rule_of_thumb():
-    from charrnn.config import size_advice
+    from charrnn.config import memorising_parameter_count, size_advice
 
     big = ModelConfig(vocab_size=84, hidden=512)
     assert size_advice(big, 5_000_000) is None
     advice = size_advice(big, 50_000)
     assert "--hidden" in advice and "50,000 training characters" in advice
     suggested = int(advice.split("--hidden ")[1].split(",")[0])
-    assert ModelConfig(vocab_size=84, hidden=suggested).parameter_count() <= 50_000
+    assert memorising_parameter_count(ModelConfig(vocab_size=84, hidden=suggested)) <= 50_000
