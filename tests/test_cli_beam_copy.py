@@ -101,7 +101,10 @@ def test_short_samples_have_no_window_share(runner, tiny_run, tiny_corpus_file):
 
 def test_check_copy_errors(runner, tiny_run, tiny_model, monkeypatch, tmp_path):
     run = tiny_run[0]
-    fails(sample(runner, run, "--check-copy", str(tmp_path / "nope.txt")), "no such corpus")
+    missing = fails(
+        sample(runner, run, "--check-copy", str(tmp_path / "nope.txt")), "no such corpus"
+    )
+    assert missing.stdout == ""
     unrecorded = dataclasses.replace(tiny_model, info={})
     monkeypatch.setattr("charrnn.cli.generation.load_model_arg", lambda path: unrecorded)
     fails(sample(runner, run, "--check-copy"), "give one: --check-copy CORPUS")

@@ -174,6 +174,8 @@ def _copy_corpus(given: str, loaded) -> str:
     from ..errors import CorpusError
 
     if given:
+        if not os.path.exists(given):  # refused before sampling, not after
+            raise CorpusError(f"{given}: no such corpus file or prepared directory")
         return given
     recorded = loaded.info.get("corpus")
     if not recorded:
