@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
 import sys
 
@@ -46,6 +47,24 @@ from .options import config_from, config_options
     is_flag=True,
     help="Drop prime characters the model has never seen, with a warning (default: error).",
 )
+@click.option(
+    "--beam",
+    type=click.IntRange(1),
+    default=None,
+    help="Print the most probable continuation a width-K beam search finds (with --length "
+    "and --stop) instead of a random one; not with -n, -t, --top-k or --top-p.",
+)
+@click.option(
+    "--check-copy",
+    "copy_corpus",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[CORPUS]",
+    help="After the samples, report on stderr how much of each (the prime excluded) occurs "
+    "verbatim in CORPUS: the longest such span and the share of its 20-character "
+    "windows found [CORPUS default: the model's training text, when it records one].",
+)
 @html_option("Also write a self-contained HTML report of the samples coloured by surprisal.")
 @click.option(
     "--threads",
@@ -58,25 +77,39 @@ from .options import config_from, config_options
     "--json",
     "as_json",
     is_flag=True,
-    help="One JSON object per sample: its number, seed, prime, settings and text.",
+    help="One JSON object per sample: its number, seed, prime, settings and text (with "
+    '--beam: beam, prime, text and log_prob; with --check-copy: a "copy" object).',
 )
 @QUIET_OPTION
 def sample(
-    model_path, prime, separator, skip_unknown, html_file, threads, as_json, quiet, **options
+    model_path,
+    prime,
+    separator,
+    skip_unknown,
+    beam,
+    copy_corpus,
+    html_file,
+    threads,
+    as_json,
+    quiet,
+    **options,
 ):
     """Generate text from a model; it streams to stdout as it is produced.
 
-    Ctrl-C stops it, keeping what was printed (exit code 130).
+    Ctrl-C stops it, keeping what was printed (exit code 130). With --beam the
+    text is the likeliest continuation found, not a random one; its
+    log-probability (natural log, given the prime) goes to stderr.
     """
-    from ..inference.sample import generate
     from ..text.vocab import normalize
 
     settings = config_from(SampleConfig, options)
+    if beam is not None:
+        _refuse_with_beam(settings)
     loaded = load_model_arg(model_path)
-    if settings.seed is None:
+    corpus = None if copy_corpus is None else _copy_corpus(copy_corpus, loaded)
+    if beam is None and settings.seed is None:
         settings = dataclasses.replace(settings, seed=secrets.randbelow(2**31))
         echo_note(f"seed: {settings.seed}")
-    num_samples = settings.num_samples
     prime = unescape(prime)
     unknown = loaded.vocab.unknown_chars(prime)
     if unknown and skip_unknown:
@@ -87,6 +120,117 @@ def sample(
         prime = "".join(
             c for c in normalize(prime, loaded.vocab.normalization) if c in loaded.vocab
         )
+    if beam is not None:
+        records, pieces = _beam_text(loaded, prime, settings, beam, threads, as_json)
+    else:
+        records, pieces = _sampled_texts(loaded, prime, settings, separator, threads, as_json)
+    if corpus is not None:
+        from ..inference.copycheck import check_copies, corpus_chunks
+
+        continuations = ["".join(piece[1:]) for piece in pieces]
+        chunks = corpus_chunks(corpus, loaded.vocab.normalization)
+        reports = check_copies(continuations, chunks)
+        for record, report in zip(records, reports):
+            record["copy"] = report.to_dict()
+        if not as_json:
+            _print_copy_table(corpus, reports)
+    for record in records:
+        click.echo(json.dumps(record, ensure_ascii=False))
+    if html_file:
+        from ..inference.analysis import analyze_text
+        from ..views.html import surprisal_report
+
+        samples = ["".join(piece) for piece in pieces]
+        sections = [
+            (f"sample {n + 1}", analyze_text(loaded.model, loaded.vocab, text))
+            for n, text in enumerate(samples)
+        ]
+        about = [("model", str(loaded.path)), ("prime", repr(prime))]
+        if beam is not None:
+            about += [("beam width", str(beam))]
+        else:
+            about += [
+                ("temperature", f"{settings.temperature:g}"),
+                ("top-k / top-p", f"{settings.top_k} / {settings.top_p:g}"),
+                ("seed", str(settings.seed)),
+            ]
+        about.append(("note", "surprisal is the model's own, at temperature 1"))
+        write_html(html_file, surprisal_report("charrnn sample", sections, about))
+
+
+def _refuse_with_beam(settings: SampleConfig) -> None:
+    """--beam decides the text itself: options about drawing it contradict it."""
+    ctx = click.get_current_context()
+    if settings.num_samples > 1:
+        raise click.UsageError("--beam gives one text; it takes no -n/--num-samples")
+    if settings.top_k or settings.top_p < 1.0:
+        raise click.UsageError("--beam keeps every character in play; it takes no --top-k/--top-p")
+    if ctx.get_parameter_source("temperature") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--beam picks the likeliest text; it takes no -t/--temperature")
+
+
+def _copy_corpus(given: str, loaded) -> str:
+    """The corpus --check-copy reads: the one given, else the model's training text."""
+    from ..errors import CorpusError
+
+    if given:
+        if not os.path.exists(given):  # refused before sampling, not after
+            raise CorpusError(f"{given}: no such corpus file or prepared directory")
+        return given
+    recorded = loaded.info.get("corpus")
+    if not recorded:
+        raise CorpusError(
+            f"{loaded.path} does not record its training text; give one: --check-copy CORPUS"
+        )
+    if not os.path.exists(recorded):
+        raise CorpusError(
+            f"the training text {recorded} is not there; give its path: --check-copy CORPUS"
+        )
+    return recorded
+
+
+def _print_copy_table(corpus: str, reports) -> None:
+    """The copy check as a small table on stderr."""
+    echo_err(f"copy check against {corpus} (generated text only):")
+    echo_err(f"{'sample':>8} {'chars':>7} {'longest':>8}  {reports[0].window}-char windows found")
+    for number, report in enumerate(reports, start=1):
+        share = report.window_share
+        found = (
+            "- (shorter than a window)"
+            if share is None
+            else f"{share:.1%} ({report.windows_found}/{report.windows})"
+        )
+        echo_err(f"{number:>8} {report.chars:>7} {report.longest:>8}  {found}")
+    for number, report in enumerate(reports, start=1):
+        if report.longest:
+            echo_err(f"longest span of sample {number}: {report.longest_text!r}")
+
+
+def _beam_text(loaded, prime, settings, width, threads, as_json):
+    """Run the beam search and print its text (or leave a JSON record to print)."""
+    from threadpoolctl import threadpool_limits
+
+    from ..inference.beam import beam_search
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        result = beam_search(loaded, loaded.vocab, prime, width, settings.length, settings.stop)
+    chars = len(result.text)
+    echo_note(f"beam {width}: log-probability {result.log_prob:.4f} nats over {chars} character(s)")
+    pieces = [[prime, result.text]]
+    if as_json:
+        record = {"beam": width, "prime": prime, "text": prime + result.text}
+        return [{**record, "log_prob": result.log_prob}], pieces
+    sys.stdout.write(prime + result.text + "\n")
+    sys.stdout.flush()
+    return [], pieces
+
+
+def _sampled_texts(loaded, prime, settings, separator, threads, as_json):
+    """Draw the samples, streaming them to stdout (or leaving JSON records to print):
+    (records, per sample the list of its pieces, the prime first)."""
+    from ..inference.sample import generate
+
+    num_samples = settings.num_samples
     steps = generate(loaded, loaded.vocab, prime, settings, threads=threads)
     out = sys.stdout
     pieces = [[prime] for _ in range(num_samples)]
@@ -94,16 +238,18 @@ def sample(
         for chars in steps:
             for piece, char in zip(pieces, chars):
                 piece.append(char)
-        for number, piece in enumerate(pieces, start=1):
-            record = {
+        records = [
+            {
                 "sample": number,
                 "seed": settings.seed,
                 "prime": prime,
                 "settings": dataclasses.asdict(settings),
                 "text": "".join(piece),
             }
-            click.echo(json.dumps(record, ensure_ascii=False))
-    elif num_samples == 1:
+            for number, piece in enumerate(pieces, start=1)
+        ]
+        return records, pieces
+    if num_samples == 1:
         out.write(prime)
         for chars in steps:
             out.write(chars[0])
@@ -117,24 +263,7 @@ def sample(
                 piece.append(char)
         out.write(separator.join("".join(piece) for piece in pieces) + "\n")
     out.flush()
-    if html_file:
-        from ..inference.analysis import analyze_text
-        from ..views.html import surprisal_report
-
-        samples = ["".join(piece) for piece in pieces]
-        sections = [
-            (f"sample {n + 1}", analyze_text(loaded.model, loaded.vocab, text))
-            for n, text in enumerate(samples)
-        ]
-        about = [
-            ("model", str(loaded.path)),
-            ("prime", repr(prime)),
-            ("temperature", f"{settings.temperature:g}"),
-            ("top-k / top-p", f"{settings.top_k} / {settings.top_p:g}"),
-            ("seed", str(settings.seed)),
-            ("note", "surprisal is the model's own, at temperature 1"),
-        ]
-        write_html(html_file, surprisal_report("charrnn sample", sections, about))
+    return [], pieces
 
 
 def _preview(text: str, width: int = 40) -> str:
