@@ -16,6 +16,12 @@ What makes the step short:
 - biases are folded into that table (or into layer k's input bias);
 - LSTM gates are reordered (i, f, o, g) and the sigmoid rows pre-scaled by 1/2,
   so ONE tanh over all 4H values gives every gate: sigmoid(x) = (1 + tanh(x/2)) / 2;
+- an adaptive output layer (ModelConfig.output) is computed from its factors:
+  the head's logits (frequent symbols, then one per cluster), each cluster's
+  narrow projection and its symbols' logits; each part is log-softmaxed, the
+  clusters' shifted by their head log-probability, and the result put back in
+  vocabulary-id order: the exact log-distribution (B, V), for hidden x (head +
+  clusters) + sum of projection x cluster size multiply-adds instead of hidden x V;
 - the next character is drawn with the Gumbel-max trick,
   argmax(logits / T + Gumbel noise), which samples exactly from
   softmax(logits / T) with no exp, sum or cumulative sum; the noise is drawn
@@ -81,14 +87,30 @@ class Decoder:
             self.b_in.append(b_in.astype(np.float32))
         embedding = weight("embedding.weight")  # (V, E)
         self.input_table = embedding @ self.w_ih[0].T + self.b_in[0]  # (V, G*H)
-        self.head_w = np.ascontiguousarray(weight("head.weight"))  # (V, H)
-        self.head_b = weight("head.bias").copy()
+        self.adaptive = config.output == "adaptive"
+        prefix = "head.head." if self.adaptive else "head."
+        self.head_w = np.ascontiguousarray(weight(prefix + "weight"))  # (V or H0 + clusters, H)
+        self.head_b = weight(prefix + "bias").copy()
+        if self.adaptive:
+            self.shortlist = config.cutoffs[0]  # H0: symbols in the head
+            self.tails = [  # per cluster: projection (P_k, H), output (size_k, P_k)
+                (
+                    np.ascontiguousarray(weight(f"head.tail.{k}.0.weight")),
+                    np.ascontiguousarray(weight(f"head.tail.{k}.1.weight")),
+                )
+                for k in range(len(config.clusters()))
+            ]
+            # id -> rank: the position of each id's log-probability in rank order
+            self.ranks = np.argsort(np.asarray(weights["head.order"]))
         self._buffers = {}  # (layer, B) -> gate buffers, reused every step
 
     @classmethod
     def from_model(cls, model: CharRNN) -> Decoder:
         """The decoder of a torch CharRNN, with its current weights."""
-        return cls(model.config, {k: _array(v) for k, v in model.state_dict().items()})
+        weights = {k: _array(v) for k, v in model.state_dict().items() if k != "head.order"}
+        if model.config.output == "adaptive":
+            weights["head.order"] = model.head.order.cpu().numpy()
+        return cls(model.config, weights)
 
     def zero_state(self, batch: int = 1) -> list:
         """The state before any character, as CharRNN.forward starts from."""
@@ -110,7 +132,8 @@ class Decoder:
         return [_array(h) for h in state]
 
     def step(self, ids: np.ndarray, layers: list) -> np.ndarray:
-        """ids (B,) -> logits (B, V) for the next character; `layers` advances in place."""
+        """ids (B,) -> logits (B, V) for the next character (log-probabilities for an
+        adaptive output layer); `layers` advances in place."""
         x = None
         for k in range(self.layers):
             if k == 0:  # a row of the table: a view at batch 1, a copy otherwise
@@ -130,7 +153,22 @@ class Decoder:
                 np.tanh(gates, out=x)
         logits = _product(self.head_w, x, np.empty((len(ids), len(self.head_b)), np.float32))
         logits += self.head_b
+        if self.adaptive:
+            return self._adaptive_log_probs(x, logits)
         return logits  # (B, V)
+
+    def _adaptive_log_probs(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
+        """x (B, H) and the head's logits (B, H0 + clusters) -> log p (B, V) in id order."""
+        head = _log_softmax(head)
+        parts = [head[:, : self.shortlist]]
+        for k, (projection, output) in enumerate(self.tails):
+            narrow = _product(projection, x, np.empty((len(x), len(projection)), np.float32))
+            within = _log_softmax(
+                _product(output, narrow, np.empty((len(x), len(output)), np.float32))
+            )  # (B, size_k)
+            within += head[:, self.shortlist + k, None]
+            parts.append(within)
+        return np.concatenate(parts, axis=1)[:, self.ranks]  # (B, V)
 
     def _gate_buffer(self, k: int, batch: int) -> tuple[np.ndarray, ...]:
         """A (B, G*H) buffer for layer k's gates, then views of its H-wide blocks."""
@@ -184,6 +222,13 @@ def repeat_rows(layers: list, copies: int) -> list:
     return [
         tuple(map(rows, layer)) if isinstance(layer, tuple) else rows(layer) for layer in layers
     ]
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis, in place: z (B, N) float32."""
+    z -= z.max(axis=-1, keepdims=True)
+    z -= np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return z
 
 
 def _product(weight: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:

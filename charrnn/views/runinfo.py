@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import ModelConfig
 from ..model.modelfile import LoadedModel, load_model
 from ..training.rundir import find_run
 from .figures import nats_and_bits
@@ -34,6 +35,7 @@ class RunInfo:
             ("embedding", str(config.embedding)),
             ("dropout", f"{config.dropout:g}"),
             ("vocabulary", f"{len(self.loaded.vocab)} characters"),
+            ("output", output_layer(config)),
             ("parameters", f"{self.loaded.config.parameter_count():,}"),
         ]
         if "step" in info:
@@ -67,6 +69,20 @@ class RunInfo:
             "metrics": str(self.metrics_path) if self.metrics_path else None,
             "history": self.history,
         }
+
+
+def output_layer(config: ModelConfig) -> str:
+    """The output layer in words: "softmax over 84 characters", or "adaptive softmax,
+    head 337 + 2 clusters (1348 x 96, 1015 x 24)": each cluster's characters x its
+    projection width."""
+    if config.output != "adaptive":
+        return f"softmax over {config.vocab_size} characters"
+    clusters = config.clusters()
+    shapes = ", ".join(f"{size} x {width}" for size, width in clusters)
+    return (
+        f"adaptive softmax, head {config.cutoffs[0]} + {len(clusters)} "
+        f"cluster{'s' if len(clusters) > 1 else ''} ({shapes})"
+    )
 
 
 def run_info(path: str | Path) -> RunInfo:
