@@ -22,7 +22,7 @@ from charrnn.config import (
     frequency_order,
 )
 from charrnn.errors import CharRNNError, ModelFileError
-from charrnn.inference.decoder import Chooser, Decoder, restrict
+from charrnn.inference.decoder import Chooser, ClusterDraw, Decoder, restrict
 from charrnn.inference.sample import sample_text
 from charrnn.inference.score import score_ids, score_text
 from charrnn.model.modelfile import load_model, save_model, weight_shapes
@@ -266,6 +266,21 @@ def test_gumbel_draws_on_log_probabilities_follow_the_tempered_distribution():
     np.testing.assert_allclose(frequencies, tempered(logits, 0.7, 5, 1.0)[0], atol=0.01)
 
 
+def test_the_two_level_draw_at_temperature_1_follows_the_full_distribution(monkeypatch):
+    model = adaptive()
+    decoder = Decoder.from_model(model)
+    logits, layers = decoder.read([1, 2, 3])
+    rows = np.repeat(decoder.top(layers), 40_000, axis=0)  # (40000, H): one h, many draws
+    draws = ClusterDraw(decoder, seed=0)(rows)
+    frequencies = np.bincount(draws, minlength=V) / len(draws)
+    np.testing.assert_allclose(frequencies, np.exp(logits[0].astype(np.float64)), atol=0.01)
+    # sample_text at temperature 1 with no top-k / top-p draws this way, from a file too.
+    vocab = Vocabulary([chr(ord("a") + i) if i else "\n" for i in range(V)])
+    monkeypatch.setattr(Chooser, "__call__", None)  # never the full-distribution path
+    texts = sample_text(model, vocab, "bc", length=50, temperature=1.0, seed=2, num_samples=3)
+    assert len(set(texts)) == 3 and all(len(t) == 52 for t in texts)
+
+
 # --------------------------------------------------------------------------- files
 def test_an_adaptive_model_file_round_trips_and_samples_alike(tmp_path):
     model = adaptive("gru")
@@ -368,6 +383,29 @@ def test_an_adaptive_run_resumes_bit_identically(tmp_path, tiny_corpus_file):
         assert torch.equal(whole[key], split[key]), key
     assert whole["head.order"].tolist() == order
     assert load_model(tmp_path / "split").weights["head.order"].tolist() == order
+
+
+def test_a_version_1_training_state_resumes_as_a_softmax(tmp_path, tiny_corpus_file):
+    prepared = preprocess(tiny_corpus_file, tmp_path / "data")
+    config, _ = model_config_for({"hidden": 8, "embedding": 4}, prepared)
+    run = TrainConfig(max_time=0, max_steps=6, batch_size=4, seq_len=8, checkpoint_every=0)
+    with pytest.raises(TrainingInterrupted):
+        train(
+            prepared, config, run, tmp_path / "run", should_stop=iter([False] * 3 + [True]).__next__
+        )
+    path = RunDir(tmp_path / "run").latest_state().path
+    data = path.read_bytes()
+    with safe_open(path, "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(f.metadata()["state"])
+    for key in ("output", "cutoffs"):
+        del meta["model_config"][key]
+    metadata = {"format": "charrnn-train-state", "version": "1", "state": json.dumps(meta)}
+    save_file(tensors, path, metadata=metadata)
+    assert path.read_bytes() != data
+    resumed = resume_run(tmp_path / "run", runtime=Runtime())
+    assert resumed.model.config == config and config.output == "softmax"
+    assert resumed.run().steps == 6
 
 
 def test_train_sample_score_inspect_and_info_through_the_cli(tmp_path, tiny_corpus_file):
