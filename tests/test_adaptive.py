@@ -298,7 +298,9 @@ def test_an_adaptive_model_file_round_trips_and_samples_alike(tmp_path):
     assert sample_text(loaded, vocab, "bc", **settings) == sample_text(
         model, vocab, "bc", **settings
     )
-    assert output_layer(loaded.config) == "adaptive softmax, head 8 + 2 clusters (12 x 8, 20 x 2)"
+    assert output_layer(loaded.config) == (
+        "adaptive softmax: head 8 + clusters of 12, 20 characters (projections 8, 2)"
+    )
 
 
 def test_an_order_that_is_not_a_permutation_is_refused(tmp_path):
@@ -426,7 +428,7 @@ def test_train_sample_score_inspect_and_info_through_the_cli(tmp_path, tiny_corp
     assert all(sum(p for _, p in c["top"]) <= 1 + 1e-9 for c in top["per_char"])
     ok(runner.invoke(cli, ["inspect", "-m", str(run), "--units", "0", "All:"]))
     info = ok(runner.invoke(cli, ["info", str(run)])).stdout
-    assert "adaptive softmax, head" in info
+    assert "adaptive softmax: head" in info
     softmax = tmp_path / "softmax"
     ok(runner.invoke(cli, tiny_train_args(tiny_corpus_file, softmax)))
     assert load_model(softmax).config.output == "softmax"  # auto, for a small alphabet

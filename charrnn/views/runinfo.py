@@ -72,16 +72,15 @@ class RunInfo:
 
 
 def output_layer(config: ModelConfig) -> str:
-    """The output layer in words: "softmax over 84 characters", or "adaptive softmax,
-    head 337 + 2 clusters (1348 x 96, 1015 x 24)": each cluster's characters x its
-    projection width."""
+    """The output layer in words: "softmax over 84 characters", or "adaptive softmax:
+    head 337 + clusters of 1348, 1016 characters (projections 96, 24)"."""
     if config.output != "adaptive":
         return f"softmax over {config.vocab_size} characters"
-    clusters = config.clusters()
-    shapes = ", ".join(f"{size} x {width}" for size, width in clusters)
+    sizes, widths = zip(*config.clusters())
+    listed = lambda values: ", ".join(map(str, values))  # noqa: E731
     return (
-        f"adaptive softmax, head {config.cutoffs[0]} + {len(clusters)} "
-        f"cluster{'s' if len(clusters) > 1 else ''} ({shapes})"
+        f"adaptive softmax: head {config.cutoffs[0]} + clusters of {listed(sizes)} "
+        f"characters (projections {listed(widths)})"
     )
 
 
