@@ -108,11 +108,67 @@ class DataConfig:
 
 
 CELLS = ("rnn", "lstm", "gru")
+OUTPUTS = ("auto", "softmax", "adaptive")
+
+# The output layer. A full softmax costs hidden x V per character; above a few
+# thousand symbols that is most of every step (training, scoring, sampling). An
+# adaptive softmax (Grave et al. 2017, torch.nn.AdaptiveLogSoftmaxWithLoss) puts
+# the frequent symbols in a head, which also holds one logit per tail cluster,
+# and the rare ones in tail clusters reached through narrower projections: its
+# cost grows with the head and the projections, hardly with V.
+ADAPTIVE_MIN_VOCAB = 1000  # "auto" picks the adaptive softmax from this alphabet size
+# The head: the most frequent symbols up to HEAD_SHARE of the training text
+# (each character then usually needs the head alone), at least HEAD_MIN symbols
+# (below that the clusters' overhead outweighs what they save), at most
+# V * HEAD_MAX_FRACTION (the head's hidden x head product is the cost that remains).
+HEAD_SHARE = 0.9
+HEAD_MIN = 64
+HEAD_MAX_FRACTION = 1 / 8
+# Tail cluster k has CLUSTER_GROWTH**k times the head's size (the last one takes
+# what is left) and a projection of hidden / PROJECTION_DIVISOR**k units: rarer
+# symbols are seen less, so they get fewer dimensions (torch's div_value).
+CLUSTER_GROWTH = 4
+PROJECTION_DIVISOR = 4
+
+
+def frequency_order(counts) -> list[int]:
+    """Vocabulary ids from the most to the least frequent (ties: the lower id first),
+    given each id's count in the training text."""
+    return sorted(range(len(counts)), key=lambda i: (-counts[i], i))
+
+
+def adaptive_cutoffs(counts) -> tuple[int, ...]:
+    """The cluster boundaries, as frequency ranks, for an alphabet whose symbols occur
+    `counts` times (in id order) in the training text: (head size, end of cluster 1,
+    ...), each below V. See HEAD_SHARE, HEAD_MIN, HEAD_MAX_FRACTION, CLUSTER_GROWTH."""
+    vocab = len(counts)
+    if vocab < 2:
+        raise CharRNNError("an adaptive softmax needs at least 2 characters")
+    ranked = sorted(counts, reverse=True)
+    total, covered, share_head = sum(ranked), 0, vocab
+    for rank, count in enumerate(ranked, start=1):
+        covered += count
+        if total and covered >= HEAD_SHARE * total:
+            share_head = rank
+            break
+    least = min(HEAD_MIN, vocab // 2)  # small alphabets forced into clusters: half in the head
+    most = max(least, int(vocab * HEAD_MAX_FRACTION))
+    head = max(1, min(max(share_head, least), most, vocab - 1))
+    cutoffs, end, size = [head], head, head
+    while True:
+        size *= CLUSTER_GROWTH
+        if end + size >= vocab:
+            return tuple(cutoffs)
+        end += size
+        cutoffs.append(end)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of a CharRNN. The defaults are the measured best for a few CPU minutes."""
+    """Shape of a CharRNN. The defaults are the measured best for a few CPU minutes.
+
+    A model holds a resolved config (`resolved`): output "softmax", or "adaptive"
+    with its cutoffs; "auto" is decided when a run starts, from the corpus."""
 
     vocab_size: int = setting(0, "Characters in the vocabulary.", cli=False)
     cell: str = setting("lstm", "Recurrent cell.", choices=CELLS)
@@ -127,6 +183,17 @@ class ModelConfig:
         maximum=1,
         max_open=True,
     )
+    output: str = setting(
+        "auto",
+        "Output layer: a softmax over the whole alphabet, or an adaptive softmax "
+        "(frequent characters in a head, rare ones in clusters) whose cost hardly grows "
+        f"with the alphabet; auto: adaptive from {ADAPTIVE_MIN_VOCAB} characters.",
+        choices=OUTPUTS,
+    )
+    # Frequency ranks where the adaptive softmax's head and each tail cluster end
+    # (AdaptiveLogSoftmaxWithLoss's cutoffs, without V); () when not adaptive or
+    # not decided yet.
+    cutoffs: tuple[int, ...] = setting((), "Adaptive softmax cluster boundaries.", cli=False)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -136,17 +203,60 @@ class ModelConfig:
                 raise CharRNNError(f"{name} must be at least 1")
         if not 0.0 <= self.dropout < 1.0:
             raise CharRNNError("dropout must be in [0, 1)")
+        if self.output not in OUTPUTS:
+            raise CharRNNError(
+                f"unknown output {self.output!r}; choose one of {', '.join(OUTPUTS)}"
+            )
+        object.__setattr__(self, "cutoffs", tuple(int(c) for c in self.cutoffs))  # JSON lists
+        cutoffs = self.cutoffs
+        if cutoffs and self.output != "adaptive":
+            raise CharRNNError("cutoffs are for the adaptive output layer only")
+        bounds = (0, *cutoffs, self.vocab_size)
+        if any(a >= b for a, b in zip(bounds, bounds[1:])):
+            raise CharRNNError(
+                f"cutoffs must increase strictly between 0 and the vocabulary size "
+                f"({self.vocab_size}): {list(cutoffs)}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def resolved(self, counts=None) -> ModelConfig:
+        """This config with its output layer decided: "auto" becomes "adaptive" from
+        ADAPTIVE_MIN_VOCAB characters, else "softmax"; an adaptive layer without
+        cutoffs gets adaptive_cutoffs(counts). `counts`: each id's count in the
+        training text (None: all equal)."""
+        output = self.output
+        if output == "auto":
+            output = "adaptive" if self.vocab_size >= ADAPTIVE_MIN_VOCAB else "softmax"
+        if output == "softmax" or self.cutoffs:
+            return replace(self, output=output)
+        if self.vocab_size < 2:
+            return replace(self, output="softmax")  # one character: nothing to cluster
+        counts = [1] * self.vocab_size if counts is None else counts
+        return replace(self, output=output, cutoffs=adaptive_cutoffs(counts))
+
+    def clusters(self) -> list[tuple[int, int]]:
+        """(size, projection width) of each tail cluster of an adaptive config."""
+        bounds = (*self.cutoffs, self.vocab_size)
+        return [
+            (end - begin, max(1, self.hidden // PROJECTION_DIVISOR ** (k + 1)))
+            for k, (begin, end) in enumerate(zip(bounds, bounds[1:]))
+        ]
+
     def parameter_count(self) -> int:
         """Number of weights of the CharRNN this config builds (no torch needed)."""
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}[self.cell]
-        hidden, embedding, vocab = self.hidden, self.embedding, self.vocab_size
+        config = self.resolved()
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[config.cell]
+        hidden, embedding, vocab = config.hidden, config.embedding, config.vocab_size
         recurrent = gates * hidden * (embedding + hidden + 2)  # layer 0: W_ih, W_hh, 2 biases
-        recurrent += (self.layers - 1) * gates * hidden * (2 * hidden + 2)
-        return vocab * embedding + recurrent + hidden * vocab + vocab
+        recurrent += (config.layers - 1) * gates * hidden * (2 * hidden + 2)
+        if config.output == "softmax":
+            return vocab * embedding + recurrent + hidden * vocab + vocab
+        clusters = config.clusters()
+        head = config.cutoffs[0] + len(clusters)
+        tails = sum(width * (hidden + size) for size, width in clusters)
+        return vocab * embedding + recurrent + (hidden + 1) * head + tails
 
 
 def memorising_parameter_count(config: ModelConfig) -> int:

@@ -103,7 +103,9 @@ def analyze_text(model: CharRNN, vocab: Vocabulary, text: str, top_k: int = 5) -
     targets_t = torch.from_numpy(targets)
     for t in range(0, len(targets), CHUNK):
         logits, state = model(inputs_t[None, t : t + CHUNK], state)  # (1, T, V)
-        # float64 softmax, as score.py: the figures agree with `charrnn score` exactly.
+        # float64 softmax, as score.py: the figures agree with `charrnn score` exactly
+        # (an adaptive head's logits are already log-probabilities; this renormalises
+        # them in float64).
         log_p = F.log_softmax(logits[0].double(), dim=-1)  # (T, V)
         chosen = log_p.gather(1, targets_t[t : t + CHUNK, None])[:, 0]  # (T,)
         best = log_p.topk(k, dim=-1)  # (T, k)

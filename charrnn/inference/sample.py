@@ -1,6 +1,9 @@
 """Sampling: generate text one character at a time, O(1) work per character.
 
-The numpy `decoder.Decoder` advances the state one character per step. A
+The numpy `decoder.Decoder` advances the state one character per step; the
+next character is drawn from its logits (`Chooser`), or for an adaptive output
+layer at temperature 1 without top-k / top-p from its head and one cluster
+(`ClusterDraw`). A
 short prime is read with it too, so that sampling from a LoadedModel never
 imports torch (a second of start-up); a long prime is run once through the
 fused torch model.
@@ -25,7 +28,7 @@ from .blas_threads import (
     candidate_counts,
     usable_cores,
 )
-from .decoder import Chooser, Decoder, repeat_rows
+from .decoder import Chooser, ClusterDraw, Decoder, repeat_rows
 
 if TYPE_CHECKING:
     from ..model.network import CharRNN
@@ -81,8 +84,14 @@ def generate(
         logits, layers = _read_with_torch(torch_model, decoder, context)
     copies = settings.num_samples
     logits, layers = np.repeat(logits, copies, axis=0), repeat_rows(layers, copies)  # (S, V)
-    choose = Chooser(settings.temperature, settings.top_k, settings.top_p, seed)
-    return _decode(decoder, vocab, logits, layers, settings.length, settings.stop, choose, threads)
+    untruncated = settings.top_k == 0 and settings.top_p == 1.0
+    if decoder.adaptive and settings.temperature == 1.0 and untruncated:
+        # The distribution itself: the head and one cluster per step (ClusterDraw).
+        choose, step, logits = ClusterDraw(decoder, seed), decoder.advance, decoder.top(layers)
+    else:
+        choose, step = Chooser(settings.temperature, settings.top_k, settings.top_p, seed), None
+    length, stop = settings.length, settings.stop
+    return _decode(decoder, step, vocab, logits, layers, length, stop, choose, threads)
 
 
 def _read_with_torch(model: CharRNN, decoder: Decoder, context: np.ndarray):
@@ -94,17 +103,20 @@ def _read_with_torch(model: CharRNN, decoder: Decoder, context: np.ndarray):
     return logits[:, -1].numpy(), decoder.state_from_torch(state)
 
 
-def _decode(decoder, vocab, logits, layers, length, stop, choose, threads) -> Iterator[list[str]]:
+def _decode(
+    decoder, step, vocab, logits, layers, length, stop, choose, threads
+) -> Iterator[list[str]]:
+    """`choose` picks ids from what `step` (default: decoder.step) returns, `logits`
+    at first."""
     counts = [threads] if threads else candidate_counts(min(usable_cores(), blas_thread_limit()))
     # The context restores the caller's BLAS thread counts when decoding ends.
     with threadpool_limits(limits=counts[0], user_api="blas"):
         tuner = ThreadTuner(counts, blas_thread_setter())
-        yield from _decode_steps(decoder, vocab, logits, layers, length, stop, choose, tuner)
+        step = step or decoder.step
+        yield from _decode_steps(step, vocab, logits, layers, length, stop, choose, tuner)
 
 
-def _decode_steps(
-    decoder, vocab, logits, layers, length, stop, choose, tuner
-) -> Iterator[list[str]]:
+def _decode_steps(step, vocab, logits, layers, length, stop, choose, tuner) -> Iterator[list[str]]:
     num_samples = logits.shape[0]
     done = [False] * num_samples
     tails = [""] * num_samples
@@ -123,7 +135,7 @@ def _decode_steps(
         yield chars
         if all(done):
             return
-        logits = tuner.run(decoder.step, ids, layers)
+        logits = tuner.run(step, ids, layers)
 
 
 def sample_text(

@@ -78,10 +78,12 @@ def score_rows(model: CharRNN, inputs: Tensor, targets: Tensor, counted: Tensor)
     """Sum of -log p(target) over counted positions, per row.
 
     inputs, targets (R, L) int64; counted (R, L) bool. Each row starts from a
-    zero state; the state is carried across time chunks.
+    zero state; the state is carried across time chunks. A softmax output layer is
+    normalised in float64; an adaptive one gives log p(target) in float32 without
+    computing all V, summed in float64.
     """
     model.eval()
-    device = model.head.weight.device  # the CPU, or the GPU a training run validates on
+    device = model.embedding.weight.device  # the CPU, or the GPU a training run validates on
     # MPS has no float64: there the float64 softmax below runs on the CPU.
     sum_device = torch.device("cpu") if device.type == "mps" else device
     inputs = inputs.to(device)
@@ -89,7 +91,13 @@ def score_rows(model: CharRNN, inputs: Tensor, targets: Tensor, counted: Tensor)
     state = None
     nats = torch.zeros(inputs.shape[0], dtype=torch.float64, device=sum_device)
     chunk = max(16, min(1024, LOGIT_BUDGET // (inputs.shape[0] * model.config.vocab_size)))
+    adaptive = model.config.output == "adaptive"
     for t in range(0, inputs.shape[1], chunk):
+        if adaptive:
+            step_targets = targets[:, t : t + chunk].to(device)
+            log_p, state = model(inputs[:, t : t + chunk], state, targets=step_targets)  # (R, T)
+            nats -= (log_p.to(sum_device).double() * counted[:, t : t + chunk]).sum(dim=1)
+            continue
         logits, state = model(inputs[:, t : t + chunk], state)  # (R, T, V)
         # float64 softmax: exact figures (a uniform model gives exactly log V) at little cost.
         losses = F.cross_entropy(

@@ -5,6 +5,10 @@ the safetensors header, so opening a file from a stranger runs no code.
 `load_model` is the one loader behind sample, score and resume. It reads the
 weights into numpy and builds the torch module only when asked: sampling runs
 in numpy, and importing torch costs about a second.
+
+Version 2 added the output layer to the model config (`output`, `cutoffs`) and,
+for an adaptive one, its frequency order (`head.order`, int64). A version-1 file
+has neither: its output layer is a full softmax, and it loads as such.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ if TYPE_CHECKING:
     from .network import CharRNN
 
 FORMAT = "charrnn-model"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # the model-file versions load_model reads
+ORDER = "head.order"  # the adaptive head's rank -> id permutation, int64; not a weight
 EXTENSION = ".safetensors"
 MAX_HEADER_BYTES = 16 << 20  # far above any real header; guards against garbage
 
@@ -42,7 +48,7 @@ class LoadedModel:
     vocab: Vocabulary
     info: dict  # training facts stored with the weights (steps, val loss, ...)
     path: Path
-    # float32, named and shaped as in CharRNN.state_dict()
+    # float32 (head.order: int64), named and shaped as in CharRNN.state_dict()
     weights: dict[str, np.ndarray] = field(repr=False)
 
     @cached_property
@@ -60,6 +66,7 @@ class LoadedModel:
 
 def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The names and shapes of a CharRNN's state_dict, from its config (no torch)."""
+    config = config.resolved()
     gates = {"rnn": 1, "lstm": 4, "gru": 3}[config.cell] * config.hidden
     shapes = {"embedding.weight": (config.vocab_size, config.embedding)}
     for k in range(config.layers):
@@ -68,8 +75,17 @@ def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes[f"rnn.weight_hh_l{k}"] = (gates, config.hidden)
         shapes[f"rnn.bias_ih_l{k}"] = (gates,)
         shapes[f"rnn.bias_hh_l{k}"] = (gates,)
-    shapes["head.weight"] = (config.vocab_size, config.hidden)
-    shapes["head.bias"] = (config.vocab_size,)
+    if config.output == "softmax":
+        shapes["head.weight"] = (config.vocab_size, config.hidden)
+        shapes["head.bias"] = (config.vocab_size,)
+        return shapes
+    clusters = config.clusters()
+    shapes["head.head.weight"] = (config.cutoffs[0] + len(clusters), config.hidden)
+    shapes["head.head.bias"] = (config.cutoffs[0] + len(clusters),)
+    for k, (size, width) in enumerate(clusters):
+        shapes[f"head.tail.{k}.0.weight"] = (width, config.hidden)
+        shapes[f"head.tail.{k}.1.weight"] = (size, width)
+    shapes[ORDER] = (config.vocab_size,)
     return shapes
 
 
@@ -102,8 +118,11 @@ def resolve_model_path(path: str | Path) -> Path:
     return path
 
 
-def read_metadata(data: bytes, path: Path, fmt: str = FORMAT, version: int = VERSION) -> dict:
-    """The JSON metadata of a safetensors file of charrnn format `fmt`, checked.
+def read_metadata(
+    data: bytes, path: Path, fmt: str = FORMAT, versions: tuple[int, ...] = READABLE
+) -> dict:
+    """The JSON metadata of a safetensors file of charrnn format `fmt` and one of
+    `versions`, checked.
 
     Reads only the header; anything that is not such a file (a pickle, random
     bytes, a truncated file) is a one-line ModelFileError.
@@ -122,10 +141,11 @@ def read_metadata(data: bytes, path: Path, fmt: str = FORMAT, version: int = VER
     if not isinstance(metadata, dict) or metadata.get("format") != fmt:
         what = "model" if fmt == FORMAT else "training state"
         raise ModelFileError(f"{path}: a safetensors file, but not a charrnn {what}")
-    if metadata.get("version") != str(version):
+    if metadata.get("version") not in [str(v) for v in versions]:
+        readable = " or ".join(str(v) for v in versions)
         raise ModelFileError(
             f"{path}: file version {metadata.get('version')!r}; "
-            f"this charrnn reads version {version}"
+            f"this charrnn reads version {readable}"
         )
     return metadata
 
@@ -142,6 +162,7 @@ def load_model(path: str | Path) -> LoadedModel:
     try:
         raw_config = json.loads(metadata["model_config"])
         known = {f.name for f in fields(ModelConfig)}
+        raw_config.setdefault("output", "softmax")  # version 1: always a full softmax
         config = ModelConfig(**{k: v for k, v in raw_config.items() if k in known})
         vocab = Vocabulary.from_json(metadata["vocab"])
         info = json.loads(metadata.get("info", "{}"))
@@ -150,8 +171,15 @@ def load_model(path: str | Path) -> LoadedModel:
         raise ModelFileError(f"{path}: damaged model file ({exc})") from None
     if len(vocab) != config.vocab_size:
         raise ModelFileError(f"{path}: vocabulary and model config disagree")
+    if config.output == "auto":
+        raise ModelFileError(f"{path}: damaged model file (output layer not decided)")
     expected = weight_shapes(config)
     if set(tensors) != set(expected) or any(tensors[k].shape != expected[k] for k in expected):
         raise ModelFileError(f"{path}: weights do not match the model config")
-    weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+    weights = {
+        k: np.ascontiguousarray(v, dtype=np.int64 if k == ORDER else np.float32)
+        for k, v in tensors.items()
+    }
+    if ORDER in weights and not np.array_equal(np.sort(weights[ORDER]), np.arange(len(vocab))):
+        raise ModelFileError(f"{path}: damaged model file (order is not a permutation)")
     return LoadedModel(config, vocab, info, path, weights)

@@ -1,12 +1,16 @@
-"""The network: embedding -> stacked RNN / LSTM / GRU -> linear to the vocabulary.
+"""The network: embedding -> stacked RNN / LSTM / GRU -> an output layer over the
+vocabulary, a full softmax (`SoftmaxHead`) or an adaptive one (`AdaptiveHead`).
 
 Pure torch: no files, no printing. `ModelConfig` is everything needed to
-rebuild the module; it is stored in every model file.
+rebuild the module; it is stored in every model file (with the adaptive head's
+frequency order, a buffer).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..config import ModelConfig
 
@@ -15,10 +19,108 @@ from ..config import ModelConfig
 State = Tensor | tuple[Tensor, Tensor]
 
 
-class CharRNN(nn.Module):
+class SoftmaxHead(nn.Linear):
+    """hidden -> V logits; the distribution is their softmax. Its parameters are a
+    Linear's (head.weight (V, H), head.bias (V,))."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config.hidden, config.vocab_size)
+
+    def logits(self, h: Tensor) -> Tensor:
+        """h (..., H) -> (..., V) unnormalised logits, in vocabulary-id order."""
+        return self(h)
+
+    def log_probs(self, h: Tensor) -> Tensor:
+        """h (..., H) -> (..., V) log-probabilities, in vocabulary-id order."""
+        return F.log_softmax(self(h), dim=-1)
+
+    def target_log_probs(self, h: Tensor, targets: Tensor) -> Tensor:
+        """h (..., H), targets (...) ids -> (...) log p(target)."""
+        return -F.cross_entropy(self(h).flatten(0, -2), targets.flatten(), reduction="none").view(
+            targets.shape
+        )
+
+
+class AdaptiveHead(nn.Module):
+    """An adaptive softmax: an exact, normalised distribution over V symbols whose
+    cost grows with the head and the projections rather than with V.
+
+    Symbols are ranked by frequency (`order`: rank -> id, a buffer saved with the
+    weights). Ranks below cutoffs[0] are in the head; the head also has one logit
+    per tail cluster k, holding ranks cutoffs[k]..cutoffs[k+1] (or V) behind a
+    projection to a narrower width (ModelConfig.clusters):
+        log p(s) = log softmax(head(h))[s]                       s in the head
+        log p(s) = log softmax(head(h))[H0 + k]                  s in cluster k
+                   + log softmax(tail[k](h))[rank(s) - cutoffs[k]]
+    The weights are laid out as torch.nn.AdaptiveLogSoftmaxWithLoss's with a head
+    bias (head.weight, head.bias, tail.k.0.weight, tail.k.1.weight).
+    """
+
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = config
+        self.cutoffs = list(config.cutoffs)
+        self.shortlist = config.cutoffs[0]
+        clusters = config.clusters()
+        self.head = nn.Linear(config.hidden, self.shortlist + len(clusters))
+        self.tail = nn.ModuleList(
+            nn.Sequential(
+                nn.Linear(config.hidden, width, bias=False), nn.Linear(width, size, bias=False)
+            )
+            for size, width in clusters
+        )
+        self.register_buffer("order", torch.arange(config.vocab_size))  # rank -> id
+
+    def set_order(self, order) -> None:
+        """Rank symbols by `order` (rank -> id, a permutation of the vocabulary ids)."""
+        order = torch.as_tensor(order, dtype=torch.int64)
+        if order.shape != self.order.shape or not torch.equal(
+            order.sort().values, torch.arange(len(order))
+        ):
+            raise ValueError("order must be a permutation of the vocabulary ids")
+        self.order.copy_(order)
+
+    def ranks(self) -> Tensor:
+        """(V,) id -> rank: the inverse of `order`."""
+        return torch.argsort(self.order)
+
+    def logits(self, h: Tensor) -> Tensor:
+        """The log-probabilities: valid logits (their softmax is the distribution)."""
+        return self.log_probs(h)
+
+    def log_probs(self, h: Tensor) -> Tensor:
+        """h (..., H) -> (..., V) log-probabilities, in vocabulary-id order."""
+        head = F.log_softmax(self.head(h), dim=-1)  # (..., H0 + clusters)
+        parts = [head[..., : self.shortlist]]
+        for k, cluster in enumerate(self.tail):
+            within = F.log_softmax(cluster(h), dim=-1)  # (..., size_k)
+            parts.append(within + head[..., self.shortlist + k, None])
+        ranked = torch.cat(parts, dim=-1)  # (..., V) in rank order
+        return ranked.index_select(-1, self.ranks())
+
+    def target_log_probs(self, h: Tensor, targets: Tensor) -> Tensor:
+        """h (..., H), targets (...) ids -> (...) log p(target). Each tail cluster runs
+        only on the rows whose target is in it (on none, it still runs, on zero rows,
+        so that every parameter takes part in each step, as DDP requires)."""
+        shape = targets.shape
+        h, rank = h.flatten(0, -2), self.ranks()[targets.flatten()]  # (N, H), (N,)
+        bounds = torch.tensor(self.cutoffs, device=rank.device)
+        cluster = torch.bucketize(rank, bounds, right=True)  # (N,) 0: head, k+1: cluster k
+        column = torch.where(cluster == 0, rank, self.shortlist + cluster - 1)
+        out = F.log_softmax(self.head(h), dim=-1).gather(1, column[:, None])[:, 0]  # (N,)
+        for k, tail in enumerate(self.tail):
+            rows = (cluster == k + 1).nonzero()[:, 0]
+            within = F.log_softmax(tail(h[rows]), dim=-1)  # (n_k, size_k)
+            picked = within.gather(1, (rank[rows] - self.cutoffs[k])[:, None])[:, 0]
+            out = out.index_add(0, rows, picked.to(out.dtype))
+        return out.view(shape)
+
+
+class CharRNN(nn.Module):
+    def __init__(self, config: ModelConfig, order=None):
+        """`config` is resolved here (ModelConfig.resolved: "auto" by alphabet size);
+        `order` ranks the symbols of an adaptive head (default: by id)."""
+        super().__init__()
+        self.config = config = config.resolved()
         rnn_class = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[config.cell]
         self.embedding = nn.Embedding(config.vocab_size, config.embedding)
         self.rnn = rnn_class(
@@ -29,13 +131,37 @@ class CharRNN(nn.Module):
             dropout=config.dropout if config.layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden, config.vocab_size)
+        self.head = SoftmaxHead(config) if config.output == "softmax" else AdaptiveHead(config)
+        if order is not None:
+            if config.output != "adaptive":
+                raise ValueError("only an adaptive head ranks its symbols")
+            self.head.set_order(order)
 
-    def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """ids (B, T) int64 -> logits (B, T, V) and the state after the last step."""
+    def features(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """ids (B, T) int64 -> what the output layer reads, (B, T, H), and the state
+        after the last step."""
         x = self.embedding(ids)  # (B, T, E)
         y, state = self.rnn(x, state)  # (B, T, H)
-        return self.head(self.dropout(y)), state  # (B, T, V)
+        return self.dropout(y), state
+
+    def forward(
+        self, ids: Tensor, state: State | None = None, targets: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        """ids (B, T) int64 -> logits (B, T, V) and the state after the last step.
+
+        With targets (B, T) ids: log p(target) (B, T) instead of the logits (for an
+        adaptive head, without computing all V). The logits are raw for the softmax
+        head, log-probabilities for the adaptive one: softmax them either way.
+        """
+        h, state = self.features(ids, state)  # (B, T, H)
+        if targets is not None:
+            return self.head.target_log_probs(h, targets), state  # (B, T)
+        return self.head.logits(h), state  # (B, T, V)
+
+    def log_probs(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """ids (B, T) -> the exact log-distribution (B, T, V) after each, and the state."""
+        h, state = self.features(ids, state)
+        return self.head.log_probs(h), state
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

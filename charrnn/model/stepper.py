@@ -7,6 +7,8 @@ from it. Slow (torch's per-call cost at every operation) and never on a hot path
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -32,8 +34,7 @@ class Stepper:
             ]
             self.w_ih, self.b_ih = weights("weight_ih"), weights("bias_ih")
             self.w_hh, self.b_hh = weights("weight_hh"), weights("bias_hh")
-            self.head_w = model.head.weight.detach().clone()  # (V, H)
-            self.head_b = model.head.bias.detach().clone()
+            self.head = copy.deepcopy(model.head).eval()  # the output layer, as it is now
 
     def zero_state(self, batch: int = 1) -> list[CellState]:
         """The state before any character, as CharRNN.forward starts from."""
@@ -42,8 +43,9 @@ class Stepper:
 
     @torch.no_grad()
     def step(self, ids: Tensor, layers: list[CellState]) -> tuple[Tensor, list[dict[str, Tensor]]]:
-        """ids (B,) -> logits (B, V) for the next character, and each layer's gates
-        while reading ids; `layers` is advanced in place (its entries replaced)."""
+        """ids (B,) -> logits (B, V) for the next character (as CharRNN.forward's), and
+        each layer's gates while reading ids; `layers` is advanced in place (its
+        entries replaced)."""
         gates, x = [], None
         for k in range(self.layers):
             if k == 0:
@@ -53,4 +55,4 @@ class Stepper:
             layers[k], layer_gates = cell_step(self.cell, xw, layers[k], self.w_hh[k], self.b_hh[k])
             x = layers[k][0] if self.cell == "lstm" else layers[k]  # (B, H)
             gates.append(layer_gates)
-        return torch.addmm(self.head_b, x, self.head_w.t()), gates  # (B, V)
+        return self.head.logits(x), gates  # (B, V)

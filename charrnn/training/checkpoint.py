@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from .runtime import ProcessGroup
 
 FORMAT = "charrnn-train-state"
-VERSION = 1
+# Version 2: the model config has `output` and `cutoffs`, and an adaptive head's
+# `model.head.order`. Version 1 states (a full softmax) still resume.
+VERSION = 2
+READABLE = (1, 2)
 
 
 @dataclass
@@ -188,9 +191,11 @@ def load_state(path: Path) -> TrainingState:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
-    metadata = read_metadata(data, path, FORMAT, VERSION)
+    metadata = read_metadata(data, path, FORMAT, READABLE)
     try:
         meta = json.loads(metadata["state"])
+        if metadata["version"] == "1" and "model_config" in meta:
+            meta["model_config"].setdefault("output", "softmax")  # always a full softmax
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error type on bad data
         raise ModelFileError(f"{path}: damaged training state ({exc})") from None

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 
+import numpy as np
+
 from ..bundled import bundled_corpus
 from ..config import (
     DataConfig,
@@ -20,6 +22,7 @@ from ..config import (
     RuntimeConfig,
     TrainConfig,
     default_dropout,
+    frequency_order,
     size_advice,
 )
 from ..errors import CharRNNError
@@ -36,11 +39,23 @@ def default_run_dir(corpus: str | Path) -> Path:
     return Path("runs") / Path(corpus).name.split(".")[0]
 
 
+def symbol_counts(prepared: PreparedCorpus) -> list[int]:
+    """How often each vocabulary id occurs in the training text."""
+    return np.bincount(prepared.train, minlength=len(prepared.vocab)).tolist()
+
+
+def output_order(config: ModelConfig, prepared: PreparedCorpus) -> list[int] | None:
+    """The frequency order (rank -> id) an adaptive output layer is built with; None
+    for a softmax."""
+    return frequency_order(symbol_counts(prepared)) if config.output == "adaptive" else None
+
+
 def model_config_for(
     settings: dict | None, prepared: PreparedCorpus
 ) -> tuple[ModelConfig, str | None]:
     """The ModelConfig for `prepared` from `settings` (ModelConfig fields but vocab_size),
-    and a note when the dropout was decided here (default_dropout) rather than given."""
+    its output layer decided from the training text (ModelConfig.resolved), and a note
+    when the dropout was decided here (default_dropout) rather than given."""
     settings = dict(settings or {})
     unknown = sorted(set(settings) - set(MODEL_SETTINGS))
     if unknown:
@@ -49,6 +64,7 @@ def model_config_for(
         )
     given = settings.pop("dropout", None)
     config = ModelConfig(vocab_size=len(prepared.vocab), **settings)
+    config = config.resolved(symbol_counts(prepared))
     if given is not None:
         return replace(config, dropout=given), None
     train_chars = len(prepared.train)
@@ -108,7 +124,8 @@ def start_run(
     if prepared is None:
         prepared = prepare(corpus, rundir.data_dir, data)
     config, note = model_config_for(model, prepared)
-    trainer = Trainer(prepared, config, train, rundir, reporter, runtime)
+    order = output_order(config, prepared)
+    trainer = Trainer(prepared, config, train, rundir, reporter, runtime, order=order)
     # Everything that can fail has been built; now the advice.
     if group.is_main:
         for warning in corpus_warnings(prepared):
@@ -150,7 +167,7 @@ def resume_run(
         reporter,
         runtime,
     )
-    trainer.load(state)
+    trainer.load(state)  # the weights, and an adaptive head's order with them
     for message in skipped:
         reporter.on_fault(f"skipped a damaged training state: {message}")
     step = trainer.loop.step

@@ -114,7 +114,10 @@ class Trainer:
         run_dir: str | Path | RunDir,
         reporter: Reporter | None = None,
         runtime: Runtime | None = None,
+        order=None,
     ):
+        """`order` ranks the symbols of an adaptive output layer (session.output_order);
+        `load` restores it with the weights."""
         self.corpus, self.model_config, self.config = corpus, model_config, config
         self.runtime = runtime or Runtime()
         self.group = group = self.runtime.group
@@ -125,7 +128,8 @@ class Trainer:
         if group.is_main:
             self.rundir.tidy()
         torch.manual_seed(config.seed)
-        self.model = CharRNN(model_config).to(self.runtime.device)
+        self.model = CharRNN(model_config, order).to(self.runtime.device)
+        self.model_config = self.model.config  # resolved: what states and model files hold
         if group.rank > 0:
             torch.manual_seed(config.seed + group.rank)  # dropout masks of its own per rank
         self.network = self.runtime.wrap(self.model)
@@ -277,8 +281,13 @@ class Trainer:
         if new_epoch:
             self.hidden = None
         with self.runtime.autocast():
-            logits, hidden = self.network(x, detach_state(self.hidden))  # (B/W, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            if self.model.config.output == "adaptive":
+                # log p of each target only: the tail clusters run on their rows alone
+                log_p, hidden = self.network(x, detach_state(self.hidden), targets=y)  # (B/W, T)
+                loss = -log_p.mean()
+            else:
+                logits, hidden = self.network(x, detach_state(self.hidden))  # (B/W, T, V)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         loop.step += 1
         loop.chars_seen += x.numel() * self.group.world_size
@@ -389,8 +398,10 @@ def train(
     reporter: Reporter | None = None,
     should_stop=lambda: False,
     runtime: Runtime | None = None,
+    order=None,
 ) -> TrainResult:
-    """Train a fresh CharRNN on a prepared corpus with a complete ModelConfig; best and
-    last models and states go to `out_dir`. No claim on the directory, no defaults
-    decided: for that, session.train."""
-    return Trainer(corpus, model_config, config, out_dir, reporter, runtime).run(should_stop)
+    """Train a fresh CharRNN on a prepared corpus with a complete ModelConfig (and an
+    adaptive head's `order`); best and last models and states go to `out_dir`. No
+    claim on the directory, no defaults decided: for that, session.train."""
+    trainer = Trainer(corpus, model_config, config, out_dir, reporter, runtime, order)
+    return trainer.run(should_stop)

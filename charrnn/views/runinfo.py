@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import ModelConfig
 from ..model.modelfile import LoadedModel, load_model
 from ..training.rundir import find_run
 from .figures import nats_and_bits
@@ -34,6 +35,7 @@ class RunInfo:
             ("embedding", str(config.embedding)),
             ("dropout", f"{config.dropout:g}"),
             ("vocabulary", f"{len(self.loaded.vocab)} characters"),
+            ("output", output_layer(config)),
             ("parameters", f"{self.loaded.config.parameter_count():,}"),
         ]
         if "step" in info:
@@ -67,6 +69,19 @@ class RunInfo:
             "metrics": str(self.metrics_path) if self.metrics_path else None,
             "history": self.history,
         }
+
+
+def output_layer(config: ModelConfig) -> str:
+    """The output layer in words: "softmax over 84 characters", or "adaptive softmax:
+    head 337 + clusters of 1348, 1016 characters (projections 96, 24)"."""
+    if config.output != "adaptive":
+        return f"softmax over {config.vocab_size} characters"
+    sizes, widths = zip(*config.clusters())
+    listed = lambda values: ", ".join(map(str, values))  # noqa: E731
+    return (
+        f"adaptive softmax: head {config.cutoffs[0]} + clusters of {listed(sizes)} "
+        f"characters (projections {listed(widths)})"
+    )
 
 
 def run_info(path: str | Path) -> RunInfo:
