@@ -105,16 +105,13 @@ def main(argv: list[str] | None = None) -> None:
                 ),
                 flush=True,
             )
-        print(
-            json.dumps(
-                {
-                    "vocab": vocab,
-                    "train_adaptive_over_softmax": round(speeds["adaptive"][0] / speeds["softmax"][0], 3),
-                    "sample_adaptive_over_softmax": round(speeds["adaptive"][1] / speeds["softmax"][1], 3),
-                }
-            ),
-            flush=True,
-        )
+        (train_a, sample_a), (train_s, sample_s) = speeds["adaptive"], speeds["softmax"]
+        ratios = {
+            "vocab": vocab,
+            "train_adaptive_over_softmax": round(train_a / train_s, 3),
+            "sample_adaptive_over_softmax": round(sample_a / sample_s, 3),
+        }
+        print(json.dumps(ratios), flush=True)
 
 
 if __name__ == "__main__":

@@ -247,10 +247,8 @@ class ModelConfig:
     def parameter_count(self) -> int:
         """Number of weights of the CharRNN this config builds (no torch needed)."""
         config = self.resolved()
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}[config.cell]
         hidden, embedding, vocab = config.hidden, config.embedding, config.vocab_size
-        recurrent = gates * hidden * (embedding + hidden + 2)  # layer 0: W_ih, W_hh, 2 biases
-        recurrent += (config.layers - 1) * gates * hidden * (2 * hidden + 2)
+        recurrent = memorising_parameter_count(config)
         if config.output == "softmax":
             return vocab * embedding + recurrent + hidden * vocab + vocab
         clusters = config.clusters()

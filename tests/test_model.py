@@ -274,7 +274,7 @@ def test_default_dropout_only_for_texts_shorter_than_the_recurrent_layers():
     assert default_dropout(config, params) == 0.0
     assert default_dropout(config, params - 1) == SMALL_TEXT_DROPOUT > 0
     # The alphabet's size does not count: its rows cannot hold more of the text.
-    large_alphabet = ModelConfig(vocab_size=6000, hidden=384)
+    large_alphabet = ModelConfig(vocab_size=6000, hidden=384, output="softmax")
     assert memorising_parameter_count(large_alphabet) == params
     assert large_alphabet.parameter_count() > 3 * params
     assert default_dropout(large_alphabet, params) == 0.0

@@ -23,6 +23,7 @@ from ..config import (
     TrainConfig,
     default_dropout,
     frequency_order,
+    memorising_parameter_count,
     size_advice,
 )
 from ..errors import CharRNNError
@@ -72,8 +73,8 @@ def model_config_for(
     if not config.dropout:
         return config, None
     return config, (
-        f"dropout {config.dropout}: the model has {config.parameter_count():,} parameters "
-        f"for {train_chars:,} training characters (--dropout sets it)"
+        f"dropout {config.dropout}: the model has {memorising_parameter_count(config):,} "
+        f"recurrent parameters for {train_chars:,} training characters (--dropout sets it)"
     )
 
 
