@@ -8,7 +8,7 @@ Symbol frequencies follow a Zipf law (the k-th most frequent symbol has weight
 1/k), so the adaptive head's cutoffs come out of the same rule a corpus would
 give (config.adaptive_cutoffs). Training: forward, backward and an AdamW step
 on random ids, the loss as the trainer computes it. Sampling: the numpy
-decoder's batch-1 step followed by a draw at temperature 0.8. One JSON line per
+batch-1 `generate` at the default settings (temperature 0.8). One JSON line per
 (alphabet, output layer), with the adaptive/softmax speed ratio.
 """
 
@@ -18,12 +18,12 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from charrnn.config import ModelConfig, SampleConfig
-from charrnn.inference.decoder import Chooser, Decoder
+from charrnn.inference.sample import generate
 from charrnn.model.network import CharRNN
+from charrnn.text.vocab import Vocabulary
 
 
 def zipf_counts(vocab: int) -> list[int]:
@@ -61,17 +61,18 @@ def training_chars_per_s(model: CharRNN, seconds: float, batch=16, steps_len=64)
 
 
 def sampling_chars_per_s(model: CharRNN, seconds: float) -> float:
-    decoder = Decoder.from_model(model)
-    layers = decoder.zero_state()
-    choose = Chooser(SampleConfig().temperature, seed=0)
-    ids = np.zeros(1, dtype=np.int64)
-    for _ in range(20):
-        ids = choose(decoder.step(ids, layers))
-    count, began = 0, time.perf_counter()
-    while time.perf_counter() - began < seconds:
-        ids = choose(decoder.step(ids, layers))
-        count += 1
-    return count / (time.perf_counter() - began)
+    """Batch-1 sampling at the default settings through `generate`, as `charrnn sample`
+    does (for an adaptive model: drawn from the output layer's factors)."""
+    # Any characters will do; the newline makes the usual start context.
+    vocab = Vocabulary(("\n",) + tuple(chr(0x4E00 + i) for i in range(model.config.vocab_size - 1)))
+    length, began = 500, time.perf_counter()
+    for _ in generate(model, vocab, "", SampleConfig(length=length, seed=0)):
+        pass
+    length = max(500, int(length * seconds / (time.perf_counter() - began)))
+    began = time.perf_counter()
+    for _ in generate(model, vocab, "", SampleConfig(length=length, seed=1)):
+        pass
+    return length / (time.perf_counter() - began)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,37 +80,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--vocab", type=int, nargs="+", default=[84, 300, 1000, 2673, 6000])
     args = parser.parse_args(argv)
+    # All training first, then all sampling: numpy's BLAS threads keep spinning for a
+    # while after sampling and would slow a training measured right after.
+    models, rows = {}, {}
     for vocab in args.vocab:
-        speeds = {}
+        counts = zipf_counts(vocab)
         for output in ("softmax", "adaptive"):
             torch.manual_seed(0)
-            counts = zipf_counts(vocab)
             config = ModelConfig(vocab_size=vocab, output=output).resolved(counts)
             order = None
             if output == "adaptive":
                 order = sorted(range(vocab), key=lambda i: (-counts[i], i))
-            model = CharRNN(config, order=order)
-            train = training_chars_per_s(model, args.seconds)
-            sample = sampling_chars_per_s(model, args.seconds)
-            speeds[output] = (train, sample)
-            print(
-                json.dumps(
-                    {
-                        "vocab": vocab,
-                        "output": output,
-                        "cutoffs": list(config.cutoffs),
-                        "parameters": config.parameter_count(),
-                        "train_chars_per_s": round(train),
-                        "sample_chars_per_s_batch1": round(sample),
-                    }
-                ),
-                flush=True,
-            )
-        (train_a, sample_a), (train_s, sample_s) = speeds["adaptive"], speeds["softmax"]
+            model = models[vocab, output] = CharRNN(config, order=order)
+            rows[vocab, output] = {
+                "vocab": vocab,
+                "output": output,
+                "cutoffs": list(config.cutoffs),
+                "parameters": config.parameter_count(),
+                "train_chars_per_s": round(training_chars_per_s(model, args.seconds)),
+            }
+    for key, model in models.items():
+        rows[key]["sample_chars_per_s_batch1"] = round(sampling_chars_per_s(model, args.seconds))
+    for vocab in args.vocab:
+        softmax, adaptive = rows[vocab, "softmax"], rows[vocab, "adaptive"]
+        print(json.dumps(softmax))
+        print(json.dumps(adaptive))
         ratios = {
             "vocab": vocab,
-            "train_adaptive_over_softmax": round(train_a / train_s, 3),
-            "sample_adaptive_over_softmax": round(sample_a / sample_s, 3),
+            "train_adaptive_over_softmax": round(
+                adaptive["train_chars_per_s"] / softmax["train_chars_per_s"], 3
+            ),
+            "sample_adaptive_over_softmax": round(
+                adaptive["sample_chars_per_s_batch1"] / softmax["sample_chars_per_s_batch1"], 3
+            ),
         }
         print(json.dumps(ratios), flush=True)
 

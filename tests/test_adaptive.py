@@ -281,6 +281,41 @@ def test_the_two_level_draw_at_temperature_1_follows_the_full_distribution(monke
     assert len(set(texts)) == 3 and all(len(t) == 52 for t in texts)
 
 
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p", [(0.7, 0, 1.0), (0.8, 5, 1.0), (1.3, 0, 0.8), (0.7, 5, 0.8)]
+)
+def test_cluster_draws_follow_the_tempered_and_truncated_distribution(
+    temperature, top_k, top_p, monkeypatch
+):
+    """What sampling from an adaptive model uses at any setting: draws in rank order
+    from the factors, no Gumbel noise; their frequencies are the definition's."""
+    model = adaptive()
+    decoder = Decoder.from_model(model)
+    logits, layers = decoder.read([1, 2, 3])
+    rows = np.repeat(decoder.top(layers), 40_000, axis=0)
+    draws = ClusterDraw(decoder, temperature, top_k, top_p, seed=1)(rows)
+    frequencies = np.bincount(draws, minlength=V) / len(draws)
+    expected = by_definition(np.exp(logits[0].astype(np.float64)), temperature, top_k, top_p)
+    assert set(np.flatnonzero(frequencies)) <= set(np.flatnonzero(expected))
+    np.testing.assert_allclose(frequencies, expected, atol=0.01)
+    # One row at a time (the scalar path sampling takes at batch 1) draws alike.
+    one = ClusterDraw(decoder, temperature, top_k, top_p, seed=2)
+    h = decoder.top(layers)
+    singles = np.concatenate([one(h) for _ in range(20_000)])
+    np.testing.assert_allclose(
+        np.bincount(singles, minlength=V) / len(singles), expected, atol=0.015
+    )
+    greedy = ClusterDraw(decoder, 0.0)(decoder.top(layers))
+    assert greedy.tolist() == [int(logits[0].argmax())]
+    # generate uses it for an adaptive model, whatever the settings.
+    vocab = Vocabulary([chr(ord("a") + i) if i else "\n" for i in range(V)])
+    monkeypatch.setattr(Chooser, "__call__", None)  # never the Gumbel path
+    texts = sample_text(
+        model, vocab, "bc", length=40, temperature=temperature, top_k=top_k, top_p=top_p, seed=2
+    )
+    assert len(texts[0]) == 42
+
+
 # --------------------------------------------------------------------------- files
 def test_an_adaptive_model_file_round_trips_and_samples_alike(tmp_path):
     model = adaptive("gru")

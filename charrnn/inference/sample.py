@@ -84,10 +84,10 @@ def generate(
         logits, layers = _read_with_torch(torch_model, decoder, context)
     copies = settings.num_samples
     logits, layers = np.repeat(logits, copies, axis=0), repeat_rows(layers, copies)  # (S, V)
-    untruncated = settings.top_k == 0 and settings.top_p == 1.0
-    if decoder.adaptive and settings.temperature == 1.0 and untruncated:
-        # The distribution itself: the head and one cluster per step (ClusterDraw).
-        choose, step, logits = ClusterDraw(decoder, seed), decoder.advance, decoder.top(layers)
+    if decoder.adaptive:
+        # Drawn from the output layer's factors (ClusterDraw): no Gumbel noise for all V.
+        choose = ClusterDraw(decoder, settings.temperature, settings.top_k, settings.top_p, seed)
+        step, logits = decoder.advance, decoder.top(layers)
     else:
         choose, step = Chooser(settings.temperature, settings.top_k, settings.top_p, seed), None
     length, stop = settings.length, settings.stop
