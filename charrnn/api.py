@@ -168,8 +168,8 @@ def train(
     `charrnn train` does, and return the TrainResult (`.best_model`, `.out_dir`, ...).
 
     `settings` are fields of DataConfig, ModelConfig, TrainConfig and RuntimeConfig
-    (hidden=256, max_time=60, device="cuda", ...). Without `dropout`, a model with
-    more parameters than the text has characters gets SMALL_TEXT_DROPOUT. An earlier
+    (hidden=256, max_time=60, device="cuda", ...). Without `dropout`, a text short for
+    the model's recurrent layers gets SMALL_TEXT_DROPOUT (config.default_dropout). An earlier
     run in `out` is an error unless `force` (which deletes it). `reporter` (a
     training.trainer.Reporter) hears of progress; by default nothing is printed.
     """

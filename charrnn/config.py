@@ -117,6 +117,12 @@ OUTPUTS = ("auto", "softmax", "adaptive")
 # and the rare ones in tail clusters reached through narrower projections: its
 # cost grows with the head and the projections, hardly with V.
 ADAPTIVE_MIN_VOCAB = 1000  # "auto" picks the adaptive softmax from this alphabet size
+# ... for a text with at least this many training characters per symbol. On a
+# small text the budget covers many passes anyway and rare symbols need the full
+# softmax's rows: 90 s on the 300 Tang poems (10 characters per symbol) gave
+# 4.8151 nats/char with the softmax, 4.9628 adaptive; on manpages-zh (1,812
+# characters per symbol) 2.8638 with the softmax, 2.5103 adaptive (and 2x the speed).
+ADAPTIVE_MIN_CHARS_PER_SYMBOL = 100
 # The head: the most frequent symbols up to HEAD_SHARE of the training text
 # (each character then usually needs the head alone), at least HEAD_MIN symbols
 # (below that the clusters' overhead outweighs what they save), at most
@@ -223,12 +229,16 @@ class ModelConfig:
 
     def resolved(self, counts=None) -> ModelConfig:
         """This config with its output layer decided: "auto" becomes "adaptive" from
-        ADAPTIVE_MIN_VOCAB characters, else "softmax"; an adaptive layer without
-        cutoffs gets adaptive_cutoffs(counts). `counts`: each id's count in the
-        training text (None: all equal)."""
+        ADAPTIVE_MIN_VOCAB characters when the text (`counts`) has at least
+        ADAPTIVE_MIN_CHARS_PER_SYMBOL characters per symbol, else "softmax"; an
+        adaptive layer without cutoffs gets adaptive_cutoffs(counts). `counts`: each
+        id's count in the training text (None: unknown, all equal)."""
         output = self.output
         if output == "auto":
-            output = "adaptive" if self.vocab_size >= ADAPTIVE_MIN_VOCAB else "softmax"
+            large = self.vocab_size >= ADAPTIVE_MIN_VOCAB
+            text = sum(counts) if counts is not None else None
+            enough = text is None or text >= ADAPTIVE_MIN_CHARS_PER_SYMBOL * self.vocab_size
+            output = "adaptive" if large and enough else "softmax"
         if output == "softmax" or self.cutoffs:
             return replace(self, output=output)
         if self.vocab_size < 2:
@@ -291,18 +301,22 @@ def size_advice(config: ModelConfig, train_chars: int) -> str | None:
     )
 
 
-# Dropout when the recurrent layers have more parameters than the training text has
-# characters (char-rnn's advice for small data). Measured on the 300 Tang poems
-# (26,619 training characters, 691k recurrent parameters, 90 s): 4.9443 nats/char
-# without dropout, 4.8921 with 0.3, 4.8442 with 0.5.
+# Dropout for a text with fewer than SMALL_TEXT_CHARS_PER_PARAMETER characters per
+# recurrent parameter (char-rnn's advice for small data, counted on the weights
+# that can memorise). Measured, 90 s each: the 300 Tang poems (26,619 training
+# characters, 691k recurrent parameters): 4.9443 nats/char without dropout,
+# 4.8921 with 0.3, 4.8442 with 0.5; the first 1M characters of manpages-zh
+# (1.45 characters per recurrent parameter): 3.8061 without, 3.7414 with 0.5.
 SMALL_TEXT_DROPOUT = 0.5
+SMALL_TEXT_CHARS_PER_PARAMETER = 2
 
 
 def default_dropout(config: ModelConfig, train_chars: int) -> float:
-    """The dropout `charrnn train` uses when none is given: SMALL_TEXT_DROPOUT when
-    the recurrent layers have more parameters than the text has characters
-    (memorising_parameter_count), else 0."""
-    return SMALL_TEXT_DROPOUT if memorising_parameter_count(config) > train_chars else 0.0
+    """The dropout `charrnn train` uses when none is given: SMALL_TEXT_DROPOUT when the
+    text has fewer than SMALL_TEXT_CHARS_PER_PARAMETER characters per recurrent
+    parameter (memorising_parameter_count), else 0."""
+    small = train_chars < SMALL_TEXT_CHARS_PER_PARAMETER * memorising_parameter_count(config)
+    return SMALL_TEXT_DROPOUT if small else 0.0
 
 
 @dataclass(frozen=True)

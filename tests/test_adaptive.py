@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from charrnn.bundled import bundled_model
 from charrnn.cli import cli
 from charrnn.config import (
+    ADAPTIVE_MIN_CHARS_PER_SYMBOL,
     ADAPTIVE_MIN_VOCAB,
     HEAD_MIN,
     ModelConfig,
@@ -104,12 +105,21 @@ def test_bad_output_settings_are_one_line_errors(settings):
     assert "\n" not in str(info.value)
 
 
+def test_a_small_text_keeps_the_softmax_however_large_its_alphabet():
+    vocab = ADAPTIVE_MIN_VOCAB + 500
+    few = [ADAPTIVE_MIN_CHARS_PER_SYMBOL - 1] * vocab
+    many = [ADAPTIVE_MIN_CHARS_PER_SYMBOL] * vocab
+    assert ModelConfig(vocab_size=vocab).resolved(few).output == "softmax"
+    assert ModelConfig(vocab_size=vocab).resolved(many).output == "adaptive"
+    assert ModelConfig(vocab_size=vocab, output="adaptive").resolved(few).output == "adaptive"
+
+
 def test_the_corpus_decides_auto_and_the_order(tmp_path):
     rng = np.random.default_rng(0)
     weights = 1.0 / np.arange(1, 1201)  # Zipf: a few common characters, many rare ones
-    drawn = rng.choice(1200, 20000, p=weights / weights.sum())
+    drawn = rng.choice(1200, 130_000, p=weights / weights.sum())  # > 100 per symbol
     lines = ["".join(chr(0x4E00 + i) for i in range(1200))] + [
-        "".join(chr(0x4E00 + i) for i in drawn[k : k + 40]) for k in range(0, 20000, 40)
+        "".join(chr(0x4E00 + i) for i in drawn[k : k + 40]) for k in range(0, 130_000, 40)
     ]
     text = "\n".join(lines) + "\n"
     corpus = tmp_path / "big.txt"

@@ -267,17 +267,23 @@ def test_parameter_count_without_torch_matches_the_module(cell):
 
 
 def test_default_dropout_only_for_texts_shorter_than_the_recurrent_layers():
-    from charrnn.config import SMALL_TEXT_DROPOUT, default_dropout, memorising_parameter_count
+    from charrnn.config import (
+        SMALL_TEXT_CHARS_PER_PARAMETER,
+        SMALL_TEXT_DROPOUT,
+        default_dropout,
+        memorising_parameter_count,
+    )
 
     config = ModelConfig(vocab_size=84, hidden=384)
     params = memorising_parameter_count(config)
-    assert default_dropout(config, params) == 0.0
-    assert default_dropout(config, params - 1) == SMALL_TEXT_DROPOUT > 0
+    enough = SMALL_TEXT_CHARS_PER_PARAMETER * params
+    assert default_dropout(config, enough) == 0.0
+    assert default_dropout(config, enough - 1) == SMALL_TEXT_DROPOUT > 0
     # The alphabet's size does not count: its rows cannot hold more of the text.
     large_alphabet = ModelConfig(vocab_size=6000, hidden=384, output="softmax")
     assert memorising_parameter_count(large_alphabet) == params
     assert large_alphabet.parameter_count() > 3 * params
-    assert default_dropout(large_alphabet, params) == 0.0
+    assert default_dropout(large_alphabet, enough) == 0.0
 
 
 @pytest.mark.parametrize("cell", CELLS)

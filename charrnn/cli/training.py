@@ -13,7 +13,14 @@ import time
 import click
 
 from ..bundled import bundled_corpus
-from ..config import SMALL_TEXT_DROPOUT, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
+from ..config import (
+    SMALL_TEXT_CHARS_PER_PARAMETER,
+    SMALL_TEXT_DROPOUT,
+    DataConfig,
+    ModelConfig,
+    RuntimeConfig,
+    TrainConfig,
+)
 from .base import ByteProgress, cli, echo_err
 from .options import config_from, config_options, field_names
 
@@ -123,8 +130,8 @@ class ProgressReporter:
     overrides={
         "dropout": (
             None,
-            f" [default: 0, or {SMALL_TEXT_DROPOUT} when the model has more parameters "
-            "than the training text has characters]",
+            f" [default: 0, or {SMALL_TEXT_DROPOUT} when the training text has fewer than "
+            f"{SMALL_TEXT_CHARS_PER_PARAMETER} characters per recurrent parameter]",
         )
     },
 )

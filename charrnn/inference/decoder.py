@@ -328,19 +328,18 @@ class ClusterDraw:
             ranked *= 1.0 / self.temperature
             ranked = restrict(ranked, self.top_k, self.top_p)
             return self.order[_inverse_cdf(ranked, self.rng.random(rows))]
+        if self.temperature > 1.0:
+            return self.order[self._two_level(x, head)]
+        if len(x) == 1:
+            return self.order[[self._draw_one(x, head, 1.0 / self.temperature)]]
         if self.temperature < 1.0:
             return self.order[self._by_rejection(x, head)]
-        if self.temperature == 1.0:
-            return self.order[self._draw(x, head)[0]]
-        return self.order[self._two_level(x, head)]
+        return self.order[self._draw(x, head)[0]]
 
     def _draw(self, x: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ranks drawn from p itself (B,), and their log-probabilities: the head and
         the one cluster drawn, p(s) = p(cluster) p(s | cluster)."""
         decoder = self.decoder
-        if len(x) == 1:
-            rank, log_p = self._draw_one(x, head)
-            return np.array([rank]), np.array([log_p])
         uniform = self.rng.random((2, len(x)))
         picked, log_p = _draw_logits(head, uniform[0])  # a head rank, or H0 + cluster
         for k in np.unique(picked[picked >= decoder.shortlist]) - decoder.shortlist:
@@ -352,17 +351,25 @@ class ClusterDraw:
             log_p[chosen] += log_within
         return picked, log_p
 
-    def _draw_one(self, x: np.ndarray, head: np.ndarray) -> tuple[int, float]:
-        """`_draw` for one row (x (1, H)), in scalars: the usual case, where numpy's
-        per-call cost outweighs the arithmetic."""
-        decoder = self.decoder
-        u, v = self.rng.random(2)
-        rank, log_p = _draw_row(head[0], u)
-        if rank >= decoder.shortlist:
-            k = rank - decoder.shortlist
-            within, log_within = _draw_row(decoder.cluster_logits(k, x)[0], v)
-            rank, log_p = decoder.cutoffs[k] + within, log_p + log_within
-        return rank, log_p
+    def _draw_one(self, x: np.ndarray, head: np.ndarray, a: float = 1.0) -> int:
+        """A rank for one row (x (1, H)) from p_T, T = 1/a <= 1, by `_by_rejection`'s rule,
+        in scalars (numpy's per-call cost outweighs the arithmetic at batch 1). Each
+        level's cumulative weights are computed once, however many tries it takes."""
+        decoder, rng = self.decoder, self.rng
+        head_draw = _Cumulative(head[0])
+        clusters: dict[int, _Cumulative] = {}
+        for _ in range(MAX_TRIES):
+            u, v, w = rng.random(3)
+            rank, log_p = head_draw.draw(u)
+            if rank >= decoder.shortlist:
+                k = rank - decoder.shortlist
+                if k not in clusters:
+                    clusters[k] = _Cumulative(decoder.cluster_logits(k, x)[0])
+                within, log_within = clusters[k].draw(v)
+                rank, log_p = decoder.cutoffs[k] + within, log_p + log_within
+            if a == 1.0 or w < math.exp((a - 1.0) * log_p):
+                return rank
+        return int(self._two_level(x, head)[0])
 
     def _by_rejection(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
         """Ranks drawn from p_T, T < 1, by rejection from p: a draw s is kept with
@@ -372,12 +379,6 @@ class ClusterDraw:
         the result exact). At T = 0.8 on a trained model most rows keep their first
         or second try."""
         a, rows = 1.0 / self.temperature, len(x)
-        if rows == 1:
-            for _ in range(MAX_TRIES):
-                rank, log_p = self._draw_one(x, head)
-                if self.rng.random() < math.exp((a - 1.0) * log_p):
-                    return np.array([rank])
-            return self._two_level(x, head)
         picked, pending = np.empty(rows, np.int64), np.arange(rows)
         for _ in range(MAX_TRIES):
             ranks, log_p = self._draw(x[pending], head[pending])
@@ -421,14 +422,20 @@ class ClusterDraw:
         return picked
 
 
-def _draw_row(logits: np.ndarray, uniform: float) -> tuple[int, float]:
-    """One index drawn from softmax(logits (N,)) with a uniform number, and its
-    log-probability."""
-    top = logits.max()
-    cumulative = np.cumsum(np.exp(logits - top), dtype=np.float64)
-    total = cumulative[-1]
-    index = int(cumulative.searchsorted(uniform * total, "right"))
-    return index, float(logits[index] - top) - math.log(total)
+class _Cumulative:
+    """softmax(logits (N,)) as cumulative weights, to draw from with a uniform number
+    as often as needed: draw(u) -> (index, its log-probability)."""
+
+    def __init__(self, logits: np.ndarray):
+        self.logits = logits
+        top = float(logits.max())
+        self.cumulative = np.cumsum(np.exp(logits - top), dtype=np.float64)
+        self.total = float(self.cumulative[-1])
+        self.log_norm = top + math.log(self.total)
+
+    def draw(self, uniform: float) -> tuple[int, float]:
+        index = int(self.cumulative.searchsorted(uniform * self.total, "right"))
+        return index, float(self.logits[index]) - self.log_norm
 
 
 def _draw_logits(logits: np.ndarray, uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -101,8 +101,8 @@ def start_run(
 
     `data` and `train` default to their configs' defaults; `model` holds
     ModelConfig settings but vocab_size; a dropout that is missing or
-    None is SMALL_TEXT_DROPOUT for a model with more parameters than the text has
-    characters, else 0. An old run in `out` is refused, or with `force` deleted.
+    None is config.default_dropout's (SMALL_TEXT_DROPOUT for a text short for the
+    model's recurrent layers, else 0). An old run in `out` is refused, or with `force` deleted.
     `runtime` is a started Runtime, or the RuntimeConfig to start one from (None:
     the defaults, as `charrnn train`; under torchrun, `trainer.runtime.close()` at
     the end leaves the process group). `progress(n)` hears of bytes preprocessed.
