@@ -291,8 +291,14 @@ def test_the_two_level_draw_at_temperature_1_follows_the_full_distribution(monke
     assert len(set(texts)) == 3 and all(len(t) == 52 for t in texts)
 
 
+def forced_head(decoder, layers):
+    """The head's logits (1, H0 + clusters) for the state's last h."""
+    return decoder.top(layers) @ decoder.head_w.T + decoder.head_b
+
+
 @pytest.mark.parametrize(
-    "temperature, top_k, top_p", [(0.7, 0, 1.0), (0.8, 5, 1.0), (1.3, 0, 0.8), (0.7, 5, 0.8)]
+    "temperature, top_k, top_p",
+    [(0.7, 0, 1.0), (1.3, 0, 1.0), (0.8, 5, 1.0), (1.3, 0, 0.8), (0.7, 5, 0.8)],
 )
 def test_cluster_draws_follow_the_tempered_and_truncated_distribution(
     temperature, top_k, top_p, monkeypatch
@@ -315,6 +321,14 @@ def test_cluster_draws_follow_the_tempered_and_truncated_distribution(
     np.testing.assert_allclose(
         np.bincount(singles, minlength=V) / len(singles), expected, atol=0.015
     )
+    # Rejection that gives up takes the all-clusters draw: the same distribution.
+    if temperature < 1 and not top_k and top_p == 1:
+        forced = ClusterDraw(decoder, temperature, seed=3)
+        heads = np.repeat(forced_head(decoder, layers), len(rows), 0)
+        drawn = forced._from_all_clusters(rows, heads)
+        np.testing.assert_allclose(
+            np.bincount(forced.order[drawn], minlength=V) / len(drawn), expected, atol=0.01
+        )
     greedy = ClusterDraw(decoder, 0.0)(decoder.top(layers))
     assert greedy.tolist() == [int(logits[0].argmax())]
     # generate uses it for an adaptive model, whatever the settings.

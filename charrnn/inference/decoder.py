@@ -110,13 +110,6 @@ class Decoder:
                 )
                 for k in range(len(config.clusters()))
             ]
-            # All projections stacked (sum of widths, H), and where each cluster's
-            # projection and logits start: all_cluster_logits computes them at once.
-            self.projections = np.ascontiguousarray(np.concatenate([p for p, _ in self.tails]))
-            widths = np.array([len(p) for p, _ in self.tails])
-            self.projection_starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
-            self.cluster_sizes = np.array([len(o) for _, o in self.tails])
-            self.cluster_starts = np.concatenate([[0], np.cumsum(self.cluster_sizes)[:-1]])
             # id -> rank: the position of each id's log-probability in rank order
             self.ranks = np.argsort(np.asarray(weights["head.order"]))
         self._buffers = {}  # (layer, B) -> gate buffers, reused every step
@@ -191,18 +184,6 @@ class Decoder:
     def _adaptive_log_probs(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
         """x (B, H) and the head's logits (B, H0 + clusters) -> log p (B, V) in id order."""
         return self.ranked_log_probs(x, head)[:, self.ranks]
-
-    def all_cluster_logits(self, x: np.ndarray) -> np.ndarray:
-        """x (B, H) -> every tail cluster's logits side by side (B, V - H0), one product
-        for all projections, then one per cluster into its slice."""
-        narrow = np.empty((len(x), len(self.projections)), np.float32)
-        _product(self.projections, x, narrow)
-        out = np.empty((len(x), int(self.cluster_sizes.sum())), np.float32)
-        for k, (_, output) in enumerate(self.tails):
-            begin, width = self.projection_starts[k], len(self.tails[k][0])
-            start = self.cluster_starts[k]
-            _product(output, narrow[:, begin : begin + width], out[:, start : start + len(output)])
-        return out
 
     def cluster_logits(self, k: int, x: np.ndarray) -> np.ndarray:
         """x (B, H) -> tail cluster k's logits (B, size_k), through its projection."""
@@ -299,15 +280,13 @@ class ClusterDraw:
     uniform number per row and level (inverse cumulative distribution) instead of
     a Gumbel noise value per symbol.
 
-    At temperature 1 with no top-k / top-p it computes the head and one cluster
-    only: the head's softmax gives a frequent symbol or a cluster (exactly its
-    probability: the sum over the cluster's symbols), and in that cluster its
-    own softmax gives the symbol, so p(s) = p(cluster) p(s | cluster). Otherwise
-    p_T(s) ∝ p(s)^(1/T) needs every cluster's normaliser of p(s | cluster)^(1/T),
-    so all clusters are computed, the log-probabilities kept in frequency-rank
-    order (restrict's top-k and top-p do not depend on the order, and no
-    permutation of all V is needed), and one draw made from them. Temperature 0
-    takes the most probable symbol.
+    T = 1 (no top-k / top-p): the head and one cluster only: the head's softmax
+    gives a frequent symbol or a cluster (exactly its probability: the sum over
+    the cluster's symbols), and that cluster's own softmax the symbol, so
+    p(s) = p(cluster) p(s | cluster) (`_draw`). T < 1: rejection from that draw
+    (`_by_rejection`). T > 1, or top-k / top-p: p_T(s) ∝ p(s)^(1/T) needs every
+    cluster's normaliser of p(s | cluster)^(1/T), so all clusters are computed
+    (`_from_all_clusters`). T = 0: the most probable symbol.
     """
 
     def __init__(self, decoder: Decoder, temperature=1.0, top_k=0, top_p=1.0, seed=0):
@@ -321,15 +300,8 @@ class ClusterDraw:
         head = _product(decoder.head_w, x, np.empty((rows, len(decoder.head_b)), np.float32))
         head += decoder.head_b
         truncated = self.top_k != 0 or self.top_p != 1.0
-        if self.temperature == 0 or truncated:
-            ranked = decoder.ranked_log_probs(x, head)  # (B, V) in rank order
-            if self.temperature == 0:
-                return self.order[ranked.argmax(axis=-1)]
-            ranked *= 1.0 / self.temperature
-            ranked = restrict(ranked, self.top_k, self.top_p)
-            return self.order[_inverse_cdf(ranked, self.rng.random(rows))]
-        if self.temperature > 1.0:
-            return self.order[self._two_level(x, head)]
+        if self.temperature == 0 or truncated or self.temperature > 1.0:
+            return self.order[self._from_all_clusters(x, head)]
         if len(x) == 1:
             return self.order[[self._draw_one(x, head, 1.0 / self.temperature)]]
         if self.temperature < 1.0:
@@ -342,8 +314,11 @@ class ClusterDraw:
         decoder = self.decoder
         uniform = self.rng.random((2, len(x)))
         picked, log_p = _draw_logits(head, uniform[0])  # a head rank, or H0 + cluster
-        for k in np.unique(picked[picked >= decoder.shortlist]) - decoder.shortlist:
-            chosen = np.flatnonzero(picked == decoder.shortlist + k)
+        # Which cluster each row drew, fixed before `picked` takes the ranks within them
+        # (a rank in cluster 0 may equal the head column of cluster 1).
+        cluster = picked - decoder.shortlist
+        for k in np.unique(cluster[cluster >= 0]):
+            chosen = np.flatnonzero(cluster == k)
             within, log_within = _draw_logits(
                 decoder.cluster_logits(k, x[chosen]), uniform[1, chosen]
             )
@@ -369,7 +344,7 @@ class ClusterDraw:
                 rank, log_p = decoder.cutoffs[k] + within, log_p + log_within
             if a == 1.0 or w < math.exp((a - 1.0) * log_p):
                 return rank
-        return int(self._two_level(x, head)[0])
+        return int(self._from_all_clusters(x, head)[0])
 
     def _by_rejection(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
         """Ranks drawn from p_T, T < 1, by rejection from p: a draw s is kept with
@@ -387,39 +362,19 @@ class ClusterDraw:
             pending = pending[~kept]
             if not len(pending):
                 return picked
-        picked[pending] = self._two_level(x[pending], head[pending])
+        picked[pending] = self._from_all_clusters(x[pending], head[pending])
         return picked
 
-    def _two_level(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
-        """Ranks drawn from p_T with a = 1/T: a head symbol s weighs exp(a z_s), cluster
-        k weighs exp(a z_k) S_k with S_k = sum_j exp(a (y_kj - L_k)), L_k = logsumexp(y_k)
-        (its symbols' tempered mass, 1 at T = 1); in cluster k, symbol j weighs
-        exp(a y_kj). The head's own normaliser cancels. At T = 1 only the cluster
-        drawn is computed; otherwise all clusters at once, in a few whole-array
-        operations (at batch 1 each numpy call costs microseconds)."""
-        decoder, a, rows = self.decoder, 1.0 / self.temperature, len(x)
-        uniform = self.rng.random((2, rows))
-        top = head * a  # (B, H0 + clusters)
-        weights = None
-        if a != 1.0:
-            starts = decoder.cluster_starts
-            y = decoder.all_cluster_logits(x)  # (B, V - H0): every cluster's logits
-            y -= np.repeat(np.maximum.reduceat(y, starts, axis=1), decoder.cluster_sizes, axis=1)
-            plain = np.add.reduceat(np.exp(y), starts, axis=1, dtype=np.float64)  # (B, C)
-            weights = np.exp(y * a)  # within-cluster weights, up to a constant per cluster
-            tempered = np.add.reduceat(weights, starts, axis=1, dtype=np.float64)
-            top[:, decoder.shortlist :] += np.log(tempered) - a * np.log(plain)  # log S_k
-        picked = _inverse_cdf(top, uniform[0])  # (B,) a head rank, or H0 + cluster
-        for k in np.unique(picked[picked >= decoder.shortlist]) - decoder.shortlist:
-            chosen = np.flatnonzero(picked == decoder.shortlist + k)
-            if weights is None:
-                within = _inverse_cdf(decoder.cluster_logits(k, x[chosen]), uniform[1, chosen])
-            else:
-                begin = decoder.cluster_starts[k]
-                end = begin + decoder.cluster_sizes[k]
-                within = _inverse_weights(weights[chosen, begin:end], uniform[1, chosen])
-            picked[chosen] = decoder.cutoffs[k] + within
-        return picked
+    def _from_all_clusters(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
+        """Ranks drawn from every cluster's log-probabilities in frequency-rank order,
+        tempered and restricted (top-k / top-p do not depend on the order, and no
+        permutation of all V is needed); T = 0: the most probable."""
+        ranked = self.decoder.ranked_log_probs(x, head)  # (B, V) in rank order
+        if self.temperature == 0:
+            return ranked.argmax(axis=-1)
+        ranked *= 1.0 / self.temperature
+        ranked = restrict(ranked, self.top_k, self.top_p)
+        return _inverse_cdf(ranked, self.rng.random(len(x)))
 
 
 class _Cumulative:
