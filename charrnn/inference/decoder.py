@@ -132,8 +132,8 @@ class Decoder:
         the last one (it must exist) and the state."""
         layers = self.zero_state()
         for i in ids:
-            logits = self.step(np.array([i]), layers)
-        return logits, layers
+            x = self.advance(np.array([i]), layers)
+        return self.output(x), layers  # only after the last: the others' would be unused
 
     def state_from_torch(self, state: State) -> list:
         """torch's layout (h (L, B, H), or (h, c)) -> this decoder's per-layer list."""

@@ -2,11 +2,9 @@
 
 The numpy `decoder.Decoder` advances the state one character per step; the
 next character is drawn from its logits (`Chooser`), or for an adaptive output
-layer at temperature 1 without top-k / top-p from its head and one cluster
-(`ClusterDraw`). A
-short prime is read with it too, so that sampling from a LoadedModel never
-imports torch (a second of start-up); a long prime is run once through the
-fused torch model.
+layer from the layer's factors (`ClusterDraw`). A short prime is read with it
+too, so that sampling from a LoadedModel never imports torch (a second of
+start-up); a long prime is run once through the fused torch model.
 """
 
 from __future__ import annotations
