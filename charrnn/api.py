@@ -75,14 +75,10 @@ class Model:
         `settings` are SampleConfig's fields (length, temperature, top_k, top_p,
         stop, seed); without a seed each call draws a fresh one.
         """
-        from .inference.sample import generate
+        from .inference.sample import sample_text
 
         config = _sample_config(num_samples=count, **settings)
-        pieces = [[prime] for _ in range(count)]
-        for chars in generate(self.loaded, self.vocab, prime, config, threads=threads):
-            for piece, char in zip(pieces, chars):
-                piece.append(char)
-        return ["".join(piece) for piece in pieces]
+        return sample_text(self.loaded, self.vocab, prime, threads, **dataclasses.asdict(config))
 
     def sample(self, prime: str = "", *, threads: int | None = None, **settings) -> str:
         """One sample: the prime plus what the model writes after it (see `samples`)."""

@@ -234,10 +234,20 @@ def _sampled_texts(loaded, prime, settings, separator, threads, as_json):
     steps = generate(loaded, loaded.vocab, prime, settings, threads=threads)
     out = sys.stdout
     pieces = [[prime] for _ in range(num_samples)]
-    if as_json:
+    if num_samples == 1 and not as_json:  # streamed as it is made
+        out.write(prime)
         for chars in steps:
-            for piece, char in zip(pieces, chars):
-                piece.append(char)
+            out.write(chars[0])
+            pieces[0].append(chars[0])
+            if chars[0] == "\n":
+                out.flush()
+        out.write("\n")
+        out.flush()
+        return [], pieces
+    for chars in steps:
+        for piece, char in zip(pieces, chars):
+            piece.append(char)
+    if as_json:
         records = [
             {
                 "sample": number,
@@ -249,19 +259,7 @@ def _sampled_texts(loaded, prime, settings, separator, threads, as_json):
             for number, piece in enumerate(pieces, start=1)
         ]
         return records, pieces
-    if num_samples == 1:
-        out.write(prime)
-        for chars in steps:
-            out.write(chars[0])
-            pieces[0].append(chars[0])
-            if chars[0] == "\n":
-                out.flush()
-        out.write("\n")
-    else:
-        for chars in steps:
-            for piece, char in zip(pieces, chars):
-                piece.append(char)
-        out.write(separator.join("".join(piece) for piece in pieces) + "\n")
+    out.write(separator.join("".join(piece) for piece in pieces) + "\n")
     out.flush()
     return [], pieces
 

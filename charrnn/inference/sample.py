@@ -137,13 +137,17 @@ def _decode_steps(step, vocab, logits, layers, length, stop, choose, tuner) -> I
 
 
 def sample_text(
-    model: CharRNN | LoadedModel, vocab: Vocabulary, prime: str = "", **settings
+    model: CharRNN | LoadedModel,
+    vocab: Vocabulary,
+    prime: str = "",
+    threads: int | None = None,
+    **settings,
 ) -> list[str]:
     """Convenience for Python callers: the prime plus each whole sample; `settings`
     are SampleConfig's fields (length, temperature, top_k, ...)."""
     config = SampleConfig(**settings)
     pieces = [[prime] for _ in range(config.num_samples)]
-    for chars in generate(model, vocab, prime, config):
+    for chars in generate(model, vocab, prime, config, threads):
         for piece, char in zip(pieces, chars):
             piece.append(char)
     return ["".join(piece) for piece in pieces]
