@@ -37,7 +37,6 @@ What makes the step short:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -276,17 +275,21 @@ def _product(weight: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 class ClusterDraw:
     """Draws the next id per row of an adaptive decoder's h (B, H), exactly from the
-    distribution that temperature, top-k and top-p make of the model's, with one
-    uniform number per row and level (inverse cumulative distribution) instead of
-    a Gumbel noise value per symbol.
+    distribution that temperature, top-k and top-p make of the model's, without
+    computing the clusters a row does not land in.
 
-    T = 1 (no top-k / top-p): the head and one cluster only: the head's softmax
-    gives a frequent symbol or a cluster (exactly its probability: the sum over
-    the cluster's symbols), and that cluster's own softmax the symbol, so
-    p(s) = p(cluster) p(s | cluster) (`_draw`). T < 1: rejection from that draw
-    (`_by_rejection`). T > 1, or top-k / top-p: p_T(s) ∝ p(s)^(1/T) needs every
-    cluster's normaliser of p(s | cluster)^(1/T), so all clusters are computed
-    (`_from_all_clusters`). T = 0: the most probable symbol.
+    0 < T <= 1, no top-k / top-p (`_draw`): with a = 1/T, p_T(s) ∝ p(s)^a. The
+    head's entries (frequent symbols, then one per cluster c) are drawn from
+    softmax(a * head logits) by the Gumbel-max trick; a frequent symbol is kept;
+    a cluster c is then drawn within, from p(s | c)^a / Z_c with
+    Z_c = sum over c of p(s | c)^a <= 1, and kept with probability Z_c. A kept
+    s in c was drawn with probability ∝ p(c)^a Z_c p(s | c)^a / Z_c = p(s)^a,
+    a frequent symbol with ∝ p(s)^a: exactly p_T. At T = 1, Z_c = 1: the plain
+    two-level draw. A rejected row draws again; one still rejected after
+    MAX_TRIES takes the all-clusters draw, which keeps the result exact.
+    T > 1, or top-k / top-p: p_T needs every cluster's normaliser of
+    p(s | c)^(1/T), so all clusters are computed (`_from_all_clusters`).
+    T = 0: the most probable symbol.
     """
 
     def __init__(self, decoder: Decoder, temperature=1.0, top_k=0, top_p=1.0, seed=0):
@@ -294,6 +297,7 @@ class ClusterDraw:
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.order = np.argsort(decoder.ranks)  # rank -> id
         self.rng = np.random.default_rng(seed)
+        self.noise = GumbelNoise(self.rng, scale=temperature)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         decoder, rows = self.decoder, len(x)
@@ -302,66 +306,32 @@ class ClusterDraw:
         truncated = self.top_k != 0 or self.top_p != 1.0
         if self.temperature == 0 or truncated or self.temperature > 1.0:
             return self.order[self._from_all_clusters(x, head)]
-        if len(x) == 1:
-            return self.order[[self._draw_one(x, head, 1.0 / self.temperature)]]
-        if self.temperature < 1.0:
-            return self.order[self._by_rejection(x, head)]
-        return self.order[self._draw(x, head)[0]]
+        return self.order[self._draw(x, head)]
 
-    def _draw(self, x: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ranks drawn from p itself (B,), and their log-probabilities: the head and
-        the one cluster drawn, p(s) = p(cluster) p(s | cluster)."""
-        decoder = self.decoder
-        uniform = self.rng.random((2, len(x)))
-        picked, log_p = _draw_logits(head, uniform[0])  # a head rank, or H0 + cluster
-        # Which cluster each row drew, fixed before `picked` takes the ranks within them
-        # (a rank in cluster 0 may equal the head column of cluster 1).
-        cluster = picked - decoder.shortlist
-        for k in np.unique(cluster[cluster >= 0]):
-            chosen = np.flatnonzero(cluster == k)
-            within, log_within = _draw_logits(
-                decoder.cluster_logits(k, x[chosen]), uniform[1, chosen]
-            )
-            picked[chosen] = decoder.cutoffs[k] + within
-            log_p[chosen] += log_within
-        return picked, log_p
-
-    def _draw_one(self, x: np.ndarray, head: np.ndarray, a: float = 1.0) -> int:
-        """A rank for one row (x (1, H)) from p_T, T = 1/a <= 1, by `_by_rejection`'s rule,
-        in scalars (numpy's per-call cost outweighs the arithmetic at batch 1). Each
-        level's cumulative weights are computed once, however many tries it takes."""
-        decoder, rng = self.decoder, self.rng
-        head_draw = _Cumulative(head[0])
-        clusters: dict[int, _Cumulative] = {}
+    def _draw(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
+        """Ranks (B,) drawn from p_T, 0 < T <= 1 (see the class's docstring)."""
+        decoder, a = self.decoder, 1.0 / self.temperature
+        # argmax(head / T + g) = argmax(head + T g): the noise comes scaled by T.
+        picked = (head + self.noise.next(head.shape)).argmax(axis=-1)  # (B,) head entries
+        pending = np.arange(len(x))
         for _ in range(MAX_TRIES):
-            u, v, w = rng.random(3)
-            rank, log_p = head_draw.draw(u)
-            if rank >= decoder.shortlist:
-                k = rank - decoder.shortlist
-                if k not in clusters:
-                    clusters[k] = _Cumulative(decoder.cluster_logits(k, x)[0])
-                within, log_within = clusters[k].draw(v)
-                rank, log_p = decoder.cutoffs[k] + within, log_p + log_within
-            if a == 1.0 or w < math.exp((a - 1.0) * log_p):
-                return rank
-        return int(self._from_all_clusters(x, head)[0])
-
-    def _by_rejection(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
-        """Ranks drawn from p_T, T < 1, by rejection from p: a draw s is kept with
-        probability p(s)^(a - 1) <= 1 (a = 1/T), so kept draws follow p(s) p(s)^(a-1)
-        = p(s)^a, exactly. Each try costs the head and at most one cluster; a
-        row still rejected after MAX_TRIES takes the all-clusters draw (which keeps
-        the result exact). At T = 0.8 on a trained model most rows keep their first
-        or second try."""
-        a, rows = 1.0 / self.temperature, len(x)
-        picked, pending = np.empty(rows, np.int64), np.arange(rows)
-        for _ in range(MAX_TRIES):
-            ranks, log_p = self._draw(x[pending], head[pending])
-            kept = self.rng.random(len(pending)) < np.exp((a - 1.0) * log_p)
-            picked[pending[kept]] = ranks[kept]
-            pending = pending[~kept]
+            cluster = picked[pending] - decoder.shortlist
+            if cluster.max() < 0:  # frequent symbols only: every row is done
+                return picked
+            rejected = []
+            for k in np.unique(cluster[cluster >= 0]).tolist():
+                rows = pending[cluster == k]
+                within, log_z = _tempered_draw(
+                    decoder.cluster_logits(k, x[rows]), a, self.rng.random(len(rows))
+                )
+                picked[rows] = decoder.cutoffs[k] + within
+                if a != 1.0:
+                    rejected.append(rows[self.rng.random(len(rows)) >= np.exp(log_z)])
+            pending = np.concatenate(rejected) if rejected else pending[:0]
             if not len(pending):
                 return picked
+            noise = self.noise.fresh((len(pending), head.shape[1]))
+            picked[pending] = (head[pending] + noise).argmax(axis=-1)
         picked[pending] = self._from_all_clusters(x[pending], head[pending])
         return picked
 
@@ -377,31 +347,50 @@ class ClusterDraw:
         return _inverse_cdf(ranked, self.rng.random(len(x)))
 
 
-class _Cumulative:
-    """softmax(logits (N,)) as cumulative weights, to draw from with a uniform number
-    as often as needed: draw(u) -> (index, its log-probability)."""
+def _tempered_draw(
+    logits: np.ndarray, a: float, uniform: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of logits (B, N) and uniform (B,): the index drawn from softmax(a * logits)
+    (inverse CDF), and log Z = log of the sum of softmax(logits)^a (0 when a = 1)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    weights = np.exp(shifted * a) if a != 1.0 else np.exp(shifted)
+    picked = _inverse_weights(weights, uniform)
+    if a == 1.0:
+        return picked, np.zeros(len(logits))
+    # log sum p^a = log sum exp(a (l - max)) - a log sum exp(l - max)
+    log_z = np.log(weights.sum(axis=-1, dtype=np.float64))
+    log_z -= a * np.log(np.exp(shifted).sum(axis=-1, dtype=np.float64))
+    return picked, log_z
 
-    def __init__(self, logits: np.ndarray):
-        self.logits = logits
-        top = float(logits.max())
-        self.cumulative = np.cumsum(np.exp(logits - top), dtype=np.float64)
-        self.total = float(self.cumulative[-1])
-        self.log_norm = top + math.log(self.total)
 
-    def draw(self, uniform: float) -> tuple[int, float]:
-        index = int(self.cumulative.searchsorted(uniform * self.total, "right"))
-        return index, float(self.logits[index]) - self.log_norm
+class GumbelNoise:
+    """Gumbel(0, 1) noise times `scale`, for argmax(logits + noise), which draws exactly
+    from softmax(logits / scale); drawn NOISE_BLOCK steps at a time for a fixed shape.
+    From float32 uniforms (a third of float64's cost): the Gumbel values are then
+    cut to about [-2.8, 16.6], a change of the draw's probabilities below 1e-7."""
 
+    def __init__(self, rng: np.random.Generator, scale: float = 1.0):
+        self.rng, self.scale = rng, scale
+        self.block = None
+        self.used = NOISE_BLOCK
 
-def _draw_logits(logits: np.ndarray, uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of logits (B, N), the index drawn from their softmax with a uniform (B,),
-    and its log-probability (float64)."""
-    top = logits.max(axis=-1, keepdims=True)
-    cumulative = np.cumsum(np.exp(logits - top), axis=-1, dtype=np.float64)
-    total = cumulative[:, -1]
-    picked = (cumulative < (uniform * total)[:, None]).sum(axis=-1)
-    chosen = np.take_along_axis(logits, picked[:, None], axis=-1)[:, 0]
-    return picked, chosen - top[:, 0] - np.log(total)
+    def next(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The next step's noise of `shape` (float32; read it before the next call)."""
+        if self.used == NOISE_BLOCK or self.block.shape[1:] != shape:
+            self.block = self.fresh((NOISE_BLOCK, *shape))
+            self.used = 0
+        self.used += 1
+        return self.block[self.used - 1]
+
+    def fresh(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Noise of `shape` outside the blocks (for rows drawing again)."""
+        noise = self.rng.random(shape, dtype=np.float32)
+        with np.errstate(divide="ignore"):  # u = 0 gives -inf: never the argmax
+            np.log(noise, out=noise)
+            np.negative(noise, out=noise)
+            np.log(noise, out=noise)
+        noise *= -self.scale
+        return noise
 
 
 def _inverse_cdf(logits: np.ndarray, uniform: np.ndarray) -> np.ndarray:
@@ -426,8 +415,7 @@ class Chooser:
     def __init__(self, temperature=1.0, top_k=0, top_p=1.0, seed=0):
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.rng = np.random.default_rng(seed)
-        self.noise = None
-        self.used = NOISE_BLOCK
+        self.noise = GumbelNoise(self.rng)
 
     def __call__(self, logits: np.ndarray) -> np.ndarray:
         if self.temperature == 0:
@@ -435,12 +423,7 @@ class Chooser:
         logits = logits * (1.0 / self.temperature)
         if self.top_k or self.top_p < 1.0:
             logits = restrict(logits, self.top_k, self.top_p)
-        if self.used == NOISE_BLOCK or self.noise.shape[1:] != logits.shape:
-            uniform = self.rng.random((NOISE_BLOCK, *logits.shape))
-            self.noise = -np.log(-np.log(uniform)).astype(np.float32)  # Gumbel(0, 1)
-            self.used = 0
-        logits += self.noise[self.used]
-        self.used += 1
+        logits += self.noise.next(logits.shape)
         return logits.argmax(axis=-1)
 
 

@@ -138,6 +138,9 @@ class Trainer:
             lr=config.lr,
             betas=(0.9, 0.99),
             weight_decay=config.weight_decay,
+            # One kernel over all parameters: the default (foreach) AdamW step took 3.5-6 ms
+            # of a ~60 ms step for a 1x384 model with a 2,673-symbol adaptive head, fused 0.7.
+            fused=self.runtime.device.type in ("cpu", "cuda"),
         )
         self.scaler = self.runtime.grad_scaler()
         self.schedule = EvalSchedule(config, len(corpus.val))
