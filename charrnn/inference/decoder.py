@@ -21,14 +21,11 @@ What makes the step short:
   narrow projection and its symbols' logits. `step` returns the exact
   log-distribution in vocabulary-id order (for beam search and tests);
   sampling draws from the factors instead (`ClusterDraw`), exactly from the
-  distribution temperature, top-k and top-p make of the model's, with one
-  uniform number per level and no noise for all V symbols: at temperature 1
-  the head, then the one cluster drawn from it; below 1 by rejection from
-  that draw (kept with probability p(s)^(1/T - 1)); above 1, or with top-k /
-  top-p, from every cluster. Measured on a model trained 40 s on 1.5M
-  characters of manpages-zh (1,602 symbols, 1x384): 6,200-7,500 chars/s at
-  T = 0.8 and 7,500-9,000 at T = 1, where the draw over the full log p with
-  Gumbel noise gave 3,200-4,300 and the bundled 84-symbol model 9,900-16,000;
+  distribution temperature, top-k and top-p make of the model's, with no work
+  for the clusters a draw does not land in: at temperature T <= 1 the head's
+  entries by Gumbel-max at T, then, for a cluster, a symbol within it, kept
+  with a probability that corrects the product of the two tempered draws to
+  the tempered whole; above 1, or with top-k / top-p, from every cluster;
 - otherwise the next character is drawn with the Gumbel-max trick,
   argmax(logits / T + Gumbel noise), which samples exactly from
   softmax(logits / T) with no exp, sum or cumulative sum; the noise is drawn
