@@ -310,11 +310,11 @@ class ClusterDraw:
         decoder, a = self.decoder, 1.0 / self.temperature
         # argmax(head / T + g) = argmax(head + T g): the noise comes scaled by T.
         picked = (head + self.noise.next(head.shape)).argmax(axis=-1)  # (B,) head entries
+        if picked.max() < decoder.shortlist:  # frequent symbols only (the common case)
+            return picked
         pending = np.arange(len(x))
         for _ in range(MAX_TRIES):
             cluster = picked[pending] - decoder.shortlist
-            if cluster.max() < 0:  # frequent symbols only: every row is done
-                return picked
             rejected = []
             for k in np.unique(cluster[cluster >= 0]).tolist():
                 rows = pending[cluster == k]
