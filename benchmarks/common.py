@@ -43,6 +43,14 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[dict, float, 
     return result, wall, usage.ru_maxrss / 1024  # KiB on Linux
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (for the record of a measurement)."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.exists() else ""
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line]
+    return f"{names[0]} ({len(names)} logical CPUs)" if names else "unknown CPU"
+
+
 def charrnn(*args: str) -> list[str]:
     return [sys.executable, "-m", "charrnn.cli", *args]
 

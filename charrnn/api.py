@@ -20,7 +20,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import DataConfig, ModelConfig, RuntimeConfig, SampleConfig, TrainConfig
+from .config import (
+    DataConfig,
+    ModelConfig,
+    RuntimeConfig,
+    SampleConfig,
+    TrainConfig,
+    train_config,
+)
 from .errors import CharRNNError
 
 if TYPE_CHECKING:
@@ -121,8 +128,9 @@ def _sample_config(**settings) -> SampleConfig:
     return SampleConfig(**settings)
 
 
-def _split_settings(settings: dict) -> dict:
-    """Flat keyword settings -> the keyword arguments of training.session.train."""
+def _split_settings(settings: dict, finetune: bool = False) -> dict:
+    """Flat keyword settings -> the keyword arguments of training.session.train; with
+    `finetune` (init_from), the fine-tuning defaults of the training settings not given."""
     groups = {
         "data": DataConfig,
         "model": ModelConfig,
@@ -146,7 +154,7 @@ def _split_settings(settings: dict) -> dict:
     return {
         "data": DataConfig(**parts["data"]),
         "model": parts["model"],  # the vocabulary size comes from the corpus
-        "train": TrainConfig(**parts["train"]),
+        "train": train_config(parts["train"], finetune),
         "runtime": RuntimeConfig(**parts["runtime"]),
     }
 
@@ -157,6 +165,7 @@ def train(
     *,
     force: bool = False,
     reporter: Reporter | None = None,
+    init_from: str | Path | None = None,
     **settings,
 ) -> TrainResult:
     """Train a model on `corpus` (a text file or a prepared directory; None: the bundled
@@ -168,10 +177,16 @@ def train(
     the model's recurrent layers gets SMALL_TEXT_DROPOUT (config.default_dropout). An earlier
     run in `out` is an error unless `force` (which deletes it). `reporter` (a
     training.trainer.Reporter) hears of progress; by default nothing is printed.
+
+    `init_from` (a model file, a run directory, or "shakespeare" for the bundled model)
+    fine-tunes that model: its architecture (model settings must agree with it), the
+    union of its and the corpus's characters, and the fine-tuning defaults
+    (config.FINETUNE_LR, FINETUNE_WARMUP_STEPS, FINETUNE_DROPOUT) for what is not given.
     """
     from .training.session import train as train_run
 
-    return train_run(corpus, out, force=force, reporter=reporter, **_split_settings(settings))
+    parts = _split_settings(settings, finetune=init_from is not None)
+    return train_run(corpus, out, force=force, reporter=reporter, init_from=init_from, **parts)
 
 
 def resume(

@@ -13,6 +13,9 @@ from .errors import CharRNNError
 _PACKAGE = Path(__file__).resolve().parent
 CORPUS_NAME = "shakespeare.txt"
 MODEL_NAME = "shakespeare.safetensors"
+# Short names that stand for a bundled model wherever a model path is taken
+# (`--model shakespeare`, `--init-from shakespeare`) and no such file exists.
+MODEL_NAMES = {"shakespeare": MODEL_NAME}
 
 
 def data_dir() -> Path:
@@ -31,3 +34,12 @@ def bundled_model() -> Path:
     if not path.is_file():
         raise CharRNNError("the bundled model is missing; pass --model PATH")
     return path
+
+
+def bundled_model_named(name: str) -> Path | None:
+    """The bundled model a short name (MODEL_NAMES) stands for; None for any other name."""
+    file_name = MODEL_NAMES.get(name)
+    if file_name is None:
+        return None
+    path = data_dir() / file_name
+    return path if path.is_file() else None

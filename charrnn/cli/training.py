@@ -14,12 +14,15 @@ import click
 
 from ..bundled import bundled_corpus
 from ..config import (
+    FINETUNE_DROPOUT,
+    FINETUNE_TRAIN_DEFAULTS,
     SMALL_TEXT_CHARS_PER_PARAMETER,
     SMALL_TEXT_DROPOUT,
     DataConfig,
     ModelConfig,
     RuntimeConfig,
     TrainConfig,
+    train_config,
 )
 from .base import ByteProgress, cli, echo_err
 from .options import config_from, config_options, field_names
@@ -125,17 +128,36 @@ class ProgressReporter:
     help="Run directory for best/last model files [default: runs/<corpus name>].",
 )
 @click.option("--force", is_flag=True, help="Overwrite models already in the run directory.")
+@click.option(
+    "--init-from",
+    "init_from",
+    metavar="MODEL",
+    type=click.Path(),
+    help="Start from this model's weights (a model file, a run directory, or a bundled "
+    "model's name: shakespeare): its architecture, the union of its and the corpus's "
+    "characters, and the fine-tuning defaults of --lr, --warmup-steps and --dropout.",
+)
 @config_options(
     ModelConfig,
     overrides={
         "dropout": (
             None,
             f" [default: 0, or {SMALL_TEXT_DROPOUT} when the training text has fewer than "
-            f"{SMALL_TEXT_CHARS_PER_PARAMETER} characters per recurrent parameter]",
+            f"{SMALL_TEXT_CHARS_PER_PARAMETER} characters per recurrent parameter; "
+            f"{FINETUNE_DROPOUT} with --init-from]",
         )
     },
 )
-@config_options(TrainConfig)
+@config_options(
+    TrainConfig,
+    overrides={
+        name: (
+            None,
+            f" [default: {getattr(TrainConfig, name)}; {value} with --init-from]",
+        )
+        for name, value in FINETUNE_TRAIN_DEFAULTS.items()
+    },
+)
 @click.option(
     "--resume",
     "resume_dir",
@@ -146,7 +168,9 @@ class ProgressReporter:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 @click.pass_context
-def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet, **options):
+def train(
+    ctx, corpus, out, force, init_from, resume_dir, device, precision, as_json, quiet, **options
+):
     """Train a model on CORPUS (a text file or a preprocessed directory).
 
     Without CORPUS, trains on the bundled Shakespeare text. Writes
@@ -155,16 +179,25 @@ def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet
     exactly. Ctrl-C (or SIGTERM) saves a state and stops; a second Ctrl-C
     stops at once.
 
+    `--init-from MODEL` fine-tunes MODEL (e.g. the bundled `shakespeare`) on
+    CORPUS: the architecture is the model's, new characters get fresh rows.
+
     Under `torchrun --nproc_per_node N -m charrnn train ...` the N processes
     train one model with DistributedDataParallel, each on batch-size/N streams.
     """
     from ..training.runtime import start_runtime
 
+    if resume_dir and init_from:
+        raise click.UsageError("--resume continues a run, --init-from starts one: drop one")
     if resume_dir:
         _refuse_settings_on_resume(ctx, corpus, out, force, options)
+    if init_from:  # the model's architecture stands wherever an option was not given
+        for name in field_names(ModelConfig):
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
+                options[name] = None
     runtime = start_runtime(RuntimeConfig(device, precision))
     try:
-        result = _train(corpus, out, force, resume_dir, quiet, options, runtime)
+        result = _train(corpus, out, force, resume_dir, quiet, options, runtime, init_from)
     finally:
         runtime.close()
     if as_json and runtime.group.is_main:
@@ -187,7 +220,7 @@ def _refuse_settings_on_resume(ctx, corpus, out, force, options) -> None:
         raise click.UsageError(f"--resume takes every setting from the run directory; drop {flags}")
 
 
-def _train(corpus, out, force, resume_dir, quiet, options, runtime):
+def _train(corpus, out, force, resume_dir, quiet, options, runtime, init_from=None):
     from ..training.session import resume_run, start_run
     from ..training.trainer import Reporter
 
@@ -198,7 +231,8 @@ def _train(corpus, out, force, resume_dir, quiet, options, runtime):
         trainer = resume_run(resume_dir, runtime=runtime, reporter=reporter)
     else:
         data = config_from(DataConfig, options)
-        model = {name: options[name] for name in field_names(ModelConfig)}
+        model = {n: options[n] for n in field_names(ModelConfig) if options[n] is not None}
+        settings = {name: options[name] for name in field_names(TrainConfig)}
         # The bar's total is the bytes of both passes over the sources (rank 0 reads them).
         sources = [corpus or bundled_corpus(), data.val_file]
         bar = ByteProgress(sources) if main_process else contextlib.nullcontext()
@@ -208,11 +242,12 @@ def _train(corpus, out, force, resume_dir, quiet, options, runtime):
                 out,
                 data=data,
                 model=model,
-                train=config_from(TrainConfig, options),
+                train=train_config(settings, finetune=bool(init_from)),
                 runtime=runtime,
                 force=force,
                 reporter=reporter,
                 progress=progress,
+                init_from=init_from,
             )
     return _run_with_signals(trainer, trainer.run_dir, main_process)
 

@@ -24,6 +24,7 @@ import numpy as np
 from safetensors.numpy import load as st_load
 
 from ..atomic import atomic_write_bytes
+from ..bundled import MODEL_NAMES, bundled_model_named
 from ..config import ModelConfig
 from ..errors import ModelFileError
 from ..text.vocab import Vocabulary
@@ -105,8 +106,11 @@ def save_model(path: str | Path, model: CharRNN, vocab: Vocabulary, info: dict |
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """A model file, or a run directory (its best model, else its last)."""
+    """A model file, a run directory (its best model, else its last), or the short name
+    of a bundled model (bundled.MODEL_NAMES) where no such file or directory exists."""
     path = Path(path)
+    if not path.exists() and (named := bundled_model_named(str(path))):
+        return named
     if path.is_dir():
         for name in ("best", "last"):
             candidate = path / f"{name}{EXTENSION}"
@@ -114,7 +118,8 @@ def resolve_model_path(path: str | Path) -> Path:
                 return candidate
         raise ModelFileError(f"{path}: run directory holds no best{EXTENSION} or last{EXTENSION}")
     if not path.exists():
-        raise ModelFileError(f"{path}: no such model file")
+        bundled = ", ".join(MODEL_NAMES)
+        raise ModelFileError(f"{path}: no such model file (nor a bundled model: {bundled})")
     return path
 
 

@@ -157,10 +157,16 @@ def default_prepared_dir(corpus: str | Path) -> Path:
 
 
 def preprocess(
-    corpus: str | Path, out_dir: str | Path, config: DataConfig | None = None, on_bytes=None
+    corpus: str | Path,
+    out_dir: str | Path,
+    config: DataConfig | None = None,
+    on_bytes=None,
+    base_vocab: Vocabulary | None = None,
 ):
     """Encode `corpus` (and config.val_file) into `out_dir`; return the PreparedCorpus.
 
+    The vocabulary is the sources' characters, plus those of `base_vocab` (a model's
+    to start from: its characters keep a place even where the text lacks them).
     The sources are read twice (vocabulary, then ids); on_bytes(n) reports progress.
     """
     config = config or DataConfig()
@@ -177,6 +183,8 @@ def preprocess(
             raise CorpusError(f"{source}: has no text (it is empty or only whitespace)")
         points |= source_points
         counts.append(count)
+    if base_vocab is not None:
+        points |= {ord(c) for c in base_vocab.chars}
     vocab = Vocabulary.from_code_points(points, config.normalization)
     total = sum(counts)
 
@@ -209,6 +217,7 @@ def preprocess(
         "control_chars": controls,
         "data_config": asdict(config),
         "sources": [_source_stamp(s) for s in sources],
+        "base_vocab": _base_chars(base_vocab),
     }
     # ids first, meta last: a directory whose meta.json exists is complete.
     atomic_write_bytes(out_dir / "meta.json", json.dumps(meta, ensure_ascii=False).encode())
@@ -245,8 +254,18 @@ def load_prepared(directory: str | Path) -> PreparedCorpus:
     return PreparedCorpus(directory, vocab, train, val, meta)
 
 
-def is_fresh(directory: str | Path, corpus: str | Path, config: DataConfig) -> bool:
-    """True when `directory` holds `corpus` prepared with `config` and sources unchanged."""
+def _base_chars(base_vocab: Vocabulary | None) -> list[str] | None:
+    return list(base_vocab.chars) if base_vocab is not None else None
+
+
+def is_fresh(
+    directory: str | Path,
+    corpus: str | Path,
+    config: DataConfig,
+    base_vocab: Vocabulary | None = None,
+) -> bool:
+    """True when `directory` holds `corpus` prepared with `config` (and `base_vocab`)
+    and sources unchanged."""
     try:
         meta = json.loads((Path(directory) / "meta.json").read_text(encoding="utf-8"))
         sources = [corpus] + ([config.val_file] if config.val_file else [])
@@ -254,26 +273,69 @@ def is_fresh(directory: str | Path, corpus: str | Path, config: DataConfig) -> b
             meta.get("version") == FORMAT_VERSION
             and meta.get("data_config") == asdict(config)
             and meta.get("sources") == [_source_stamp(s) for s in sources]
+            and meta.get("base_vocab") == _base_chars(base_vocab)
         )
     except (OSError, ValueError):
         return False
 
 
 def prepare(
-    corpus: str | Path, work_dir: str | Path, config: DataConfig | None = None, on_bytes=None
+    corpus: str | Path,
+    work_dir: str | Path,
+    config: DataConfig | None = None,
+    on_bytes=None,
+    base_vocab: Vocabulary | None = None,
 ):
     """A prepared corpus for training: reuse a fresh one, else encode into `work_dir`.
 
     `corpus` may itself be a prepared directory. Otherwise the preprocess
     default (`CORPUS.charrnn` beside it) and `work_dir` are tried before encoding.
+    With `base_vocab` the vocabulary holds its characters too (see preprocess); a
+    prepared directory lacking some is re-encoded into `work_dir` (with_base_vocab).
     """
     config = config or DataConfig()
     corpus = Path(corpus)
     if corpus.is_dir():
-        return load_prepared(corpus)
+        prepared = load_prepared(corpus)
+        return prepared if base_vocab is None else with_base_vocab(prepared, base_vocab, work_dir)
     if not corpus.exists():
         raise CorpusError(f"{corpus}: no such file")
     for candidate in (default_prepared_dir(corpus), Path(work_dir)):
-        if is_fresh(candidate, corpus, config):
+        if is_fresh(candidate, corpus, config, base_vocab):
             return load_prepared(candidate)
-    return preprocess(corpus, work_dir, config, on_bytes)
+    return preprocess(corpus, work_dir, config, on_bytes, base_vocab)
+
+
+REMAP_CHUNK = 1 << 24  # ids re-encoded at a time (a bounded slice of the memory map)
+
+
+def with_base_vocab(
+    prepared: PreparedCorpus, base_vocab: Vocabulary, work_dir: str | Path
+) -> PreparedCorpus:
+    """`prepared` with a vocabulary holding `base_vocab`'s characters too: itself when it
+    has them all, else its ids translated to the larger vocabulary in `work_dir`."""
+    chars = set(prepared.vocab.chars)
+    if chars >= set(base_vocab.chars):
+        return prepared
+    out_dir = Path(work_dir)
+    if out_dir.resolve() == prepared.directory.resolve():
+        raise CorpusError(f"{out_dir}: cannot re-encode a prepared corpus into itself")
+    vocab = Vocabulary(tuple(sorted(chars | set(base_vocab.chars))), prepared.vocab.normalization)
+    table = np.array([vocab.id_of(c) for c in prepared.vocab.chars])  # old id -> new id
+    dtype = smallest_id_dtype(len(vocab))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "meta.json").unlink(missing_ok=True)
+    whole = np.load(prepared.directory / "ids.npy", mmap_mode="r", allow_pickle=False)
+    with atomic_writer(out_dir / "ids.npy") as out:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(out, {**header, "shape": whole.shape})
+        for begin in range(0, len(whole), REMAP_CHUNK):
+            out.write(table[whole[begin : begin + REMAP_CHUNK]].astype(dtype).tobytes())
+    meta = {
+        **prepared.meta,
+        "vocab": list(vocab.chars),
+        "base_vocab": list(base_vocab.chars),
+        "reencoded_from": str(prepared.directory.resolve()),
+    }
+    atomic_write_bytes(out_dir / "meta.json", json.dumps(meta, ensure_ascii=False).encode())
+    return load_prepared(out_dir)

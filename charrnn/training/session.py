@@ -1,7 +1,8 @@
 """Starting and resuming a training run, as `charrnn train` does and Python callers can.
 
 `start_run` claims the run directory, prepares the corpus and decides what the
-caller left open (the run directory, the corpus, the dropout); `resume_run`
+caller left open (the run directory, the corpus, the dropout), from scratch or from
+a trained model (`init_from`, initfrom.py); `resume_run`
 continues the newest state of a run; `train` starts one and runs it. What can
 fail is checked before any note or warning goes to the reporter.
 Under torchrun every process calls these; rank 0 writes and reports.
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..bundled import bundled_corpus
 from ..config import (
+    FINETUNE_DROPOUT,
     DataConfig,
     ModelConfig,
     RuntimeConfig,
@@ -25,9 +27,17 @@ from ..config import (
     frequency_order,
     memorising_parameter_count,
     size_advice,
+    train_config,
 )
 from ..errors import CharRNNError
 from ..text.corpus import PreparedCorpus, corpus_warnings, load_prepared, prepare
+from .initfrom import (
+    InitModel,
+    carried_weights,
+    check_architecture,
+    fine_tuned_config,
+    load_init_model,
+)
 from .rundir import RunDir
 from .runtime import Runtime, start_runtime
 from .trainer import Reporter, Trainer, TrainResult
@@ -58,11 +68,7 @@ def model_config_for(
     its output layer decided from the training text (ModelConfig.resolved), and a note
     when the dropout was decided here (default_dropout) rather than given."""
     settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(MODEL_SETTINGS))
-    if unknown:
-        raise CharRNNError(
-            f"unknown model setting(s) {', '.join(unknown)}; known: {', '.join(MODEL_SETTINGS)}"
-        )
+    _check_model_settings(settings)
     given = settings.pop("dropout", None)
     config = ModelConfig(vocab_size=len(prepared.vocab), **settings)
     config = config.resolved(symbol_counts(prepared))
@@ -76,6 +82,35 @@ def model_config_for(
         f"dropout {config.dropout}: the model has {memorising_parameter_count(config):,} "
         f"recurrent parameters for {train_chars:,} training characters (--dropout sets it)"
     )
+
+
+def _check_model_settings(settings: dict) -> None:
+    unknown = sorted(set(settings) - set(MODEL_SETTINGS))
+    if unknown:
+        raise CharRNNError(
+            f"unknown model setting(s) {', '.join(unknown)}; known: {', '.join(MODEL_SETTINGS)}"
+        )
+
+
+def fine_tuned_model_config(
+    source: InitModel, settings: dict | None, prepared: PreparedCorpus
+) -> tuple[ModelConfig, str]:
+    """The ModelConfig of a run starting from `source` on `prepared` (whose vocabulary
+    holds the model's): the model's architecture, the dropout of `settings` or
+    FINETUNE_DROPOUT; and a note on what the run starts from."""
+    settings = dict(settings or {})
+    dropout = settings.get("dropout")
+    config = fine_tuned_config(
+        source, prepared.vocab, FINETUNE_DROPOUT if dropout is None else dropout
+    )
+    added = [c for c in prepared.vocab.chars if c not in source.loaded.vocab]
+    shown = ", ".join(repr(c) for c in added[:10]) + (" ..." if len(added) > 10 else "")
+    note = f"starting from {source.path} ({source.describe()})" + (
+        f"; the corpus adds {len(added)} character(s): {shown}" if added else ""
+    )
+    if dropout is None:
+        note += f"; dropout {FINETUNE_DROPOUT}, the fine-tuning default (--dropout sets it)"
+    return config, note
 
 
 def _runtime(runtime: Runtime | RuntimeConfig | None) -> Runtime:
@@ -95,9 +130,16 @@ def start_run(
     force: bool = False,
     reporter: Reporter | None = None,
     progress: Callable[[int], None] | None = None,
+    init_from: str | Path | None = None,
 ) -> Trainer:
     """A Trainer for a new run on `corpus` (a text file or a prepared directory; the
     bundled Shakespeare text when None) in `out` (default runs/<corpus name>).
+
+    `init_from` (a model file, a run directory or a bundled model's short name) starts
+    from that model's weights: its architecture (settings in `model` must agree with
+    it), the vocabulary union (old characters keep their rows: initfrom.carried_weights),
+    dropout FINETUNE_DROPOUT unless given, and `train` None means the fine-tuning
+    defaults (config.train_config). Its model files and states record the model.
 
     `data` and `train` default to their configs' defaults; `model` holds
     ModelConfig settings but vocab_size; a dropout that is missing or
@@ -107,7 +149,15 @@ def start_run(
     the defaults, as `charrnn train`; under torchrun, `trainer.runtime.close()` at
     the end leaves the process group). `progress(n)` hears of bytes preprocessed.
     """
-    data, train = data or DataConfig(), train or TrainConfig()
+    data = data or DataConfig()
+    train = train or (train_config({}, finetune=True) if init_from else TrainConfig())
+    source = None
+    if init_from is not None:
+        # Read before the run directory is claimed: a bad model must cost nothing, and
+        # `--force` may delete the very file it names.
+        source = load_init_model(init_from)
+        _check_model_settings(model or {})
+        check_architecture(source, model or {})
     runtime = _runtime(runtime)
     group = runtime.group
     reporter = reporter or Reporter()
@@ -116,24 +166,33 @@ def start_run(
     rundir.check_unclaimed(force)
     group.barrier()  # every rank has looked at the run directory before rank 0 changes it
     # Rank 0 claims the directory and encodes the corpus (when needed); the others then
-    # reuse what it wrote.
+    # reuse what it wrote. Starting from a model, the vocabulary holds the model's too.
+    base = source.loaded.vocab if source else None
     prepared = None
     if group.is_main:
         rundir.claim(force)
-        prepared = prepare(corpus, rundir.data_dir, data, progress)
+        prepared = prepare(corpus, rundir.data_dir, data, progress, base)
     group.barrier()
     if prepared is None:
-        prepared = prepare(corpus, rundir.data_dir, data)
-    config, note = model_config_for(model, prepared)
-    order = output_order(config, prepared)
+        prepared = prepare(corpus, rundir.data_dir, data, base_vocab=base)
+    if source is None:
+        config, note = model_config_for(model, prepared)
+        order = output_order(config, prepared)
+    else:
+        config, note = fine_tuned_model_config(source, model, prepared)
+        order = None  # an adaptive head's comes with the carried weights
     trainer = Trainer(prepared, config, train, rundir, reporter, runtime, order=order)
+    if source is not None:
+        trainer.model.load_state_dict(carried_weights(source, prepared.vocab))
+        trainer.info["init_from"] = source.record()
     # Everything that can fail has been built; now the advice.
     if group.is_main:
         for warning in corpus_warnings(prepared):
             reporter.on_warning(warning)
         if note:
             reporter.on_note(note)
-        advice = size_advice(config, len(prepared.train))
+        # The advice is to change --hidden: not an option when the model fixes it.
+        advice = size_advice(config, len(prepared.train)) if source is None else None
         if advice:
             reporter.on_warning(advice)
     return trainer
@@ -169,6 +228,8 @@ def resume_run(
         runtime,
     )
     trainer.load(state)  # the weights, and an adaptive head's order with them
+    if meta.get("init_from"):
+        trainer.info["init_from"] = meta["init_from"]
     for message in skipped:
         reporter.on_fault(f"skipped a damaged training state: {message}")
     step = trainer.loop.step
@@ -190,6 +251,7 @@ def train(
     reporter: Reporter | None = None,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Start a run (see start_run) and train it to the end of its budget. The best model
     is `result.best_model` (RUN/best.safetensors)."""
@@ -206,6 +268,7 @@ def train(
             force=force,
             reporter=reporter,
             progress=progress,
+            init_from=init_from,
         )
         return trainer.run(should_stop)
     finally:

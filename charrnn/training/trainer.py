@@ -173,6 +173,7 @@ class Trainer:
             "vocab": list(self.corpus.vocab.chars),
             "loop": asdict(loop),
             "runtime": self.runtime.describe(),  # for the record; a resume may change it
+            "init_from": self.info.get("init_from"),  # the model the run started from
         }
         meta, tensors = checkpoint.capture(
             meta,

@@ -55,6 +55,8 @@ class RunInfo:
             )
         if info.get("corpus"):
             rows.append(("corpus", str(info["corpus"])))
+        if info.get("init_from"):
+            rows.append(("initialised from", init_record(info["init_from"])))
         rows.append(("metrics log", str(self.metrics_path) if self.metrics_path else "none found"))
         return rows
 
@@ -69,6 +71,24 @@ class RunInfo:
             "metrics": str(self.metrics_path) if self.metrics_path else None,
             "history": self.history,
         }
+
+
+def init_record(record: dict) -> str:
+    """The model a run started from, in words: its file, the start of its sha256, and
+    what it records of its own training."""
+    own = [
+        f"{label} {value}"
+        for label, value in (
+            ("trained on", record.get("corpus")),
+            ("for", f"{record['step']:,} steps" if "step" in record else None),
+        )
+        if value
+    ]
+    return (
+        f"{record.get('path')} (sha256 {str(record.get('sha256'))[:16]}…"
+        + "".join(f"; {part}" for part in own)
+        + ")"
+    )
 
 
 def output_layer(config: ModelConfig) -> str:
