@@ -33,10 +33,12 @@ class ProgressReporter:
         self.quiet = quiet
         self.bar = None
         self.smoothed = None
+        self.patience = 0
 
     def on_start(self, info):
         from tqdm import tqdm
 
+        self.patience = info["train_config"]["patience"]
         if not self.quiet:
             echo_err(
                 f"training {info['model_config']['cell']} "
@@ -86,6 +88,11 @@ class ProgressReporter:
                 f"({record['val_bpc']:.4f} bits/char), {record['chars_per_s']:,.0f} chars/s"
             )
             self._write(line)
+            if "sample" in record:
+                from ..views.terminal import sample_lines
+
+                for text in sample_lines(record["sample"]):
+                    self._write(f"  {text}")
 
     def on_end(self, result):
         if self.bar is not None:
@@ -109,6 +116,7 @@ class ProgressReporter:
                 "best validation",
                 f"{result.best_val_nats:.4f} nats/char, {result.best_val_bpc:.4f} bits/char",
             ),
+            ("stopped by", stop_description(result.stop_reason, self.patience, result.best_step)),
             ("best model", str(result.best_model)),
             ("last model", str(result.last_model)),
         ]:
@@ -160,34 +168,41 @@ def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet
     """
     from ..training.runtime import start_runtime
 
-    if resume_dir:
-        _refuse_settings_on_resume(ctx, corpus, out, force, options)
+    changes = _resume_changes(ctx, corpus, out, force, options) if resume_dir else {}
     runtime = start_runtime(RuntimeConfig(device, precision))
     try:
-        result = _train(corpus, out, force, resume_dir, quiet, options, runtime)
+        result = _train(corpus, out, force, resume_dir, changes, quiet, options, runtime)
     finally:
         runtime.close()
     if as_json and runtime.group.is_main:
         click.echo(json.dumps(result.to_dict()))
 
 
-def _refuse_settings_on_resume(ctx, corpus, out, force, options) -> None:
+def _resume_changes(ctx, corpus, out, force, options) -> dict:
+    """The settings given with --resume, which must be TrainConfig.RESUMABLE ones (a new
+    budget, patience, samples); the others are the run's own."""
     given = [
         name
         for name in options
         if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
     ]
-    if corpus or out or force or given:
+    refused = [name for name in given if name not in TrainConfig.RESUMABLE]
+    if corpus or out or force or refused:
         flags = ", ".join(
             ["CORPUS"] * bool(corpus)
             + ["--out"] * bool(out)
             + ["--force"] * force
-            + [f"--{n.replace('_', '-')}" for n in given]
+            + [f"--{n.replace('_', '-')}" for n in refused]
         )
-        raise click.UsageError(f"--resume takes every setting from the run directory; drop {flags}")
+        allowed = ", ".join(f"--{n.replace('_', '-')}" for n in TrainConfig.RESUMABLE)
+        raise click.UsageError(
+            f"--resume takes the run's settings from the run directory; drop {flags} "
+            f"(a resume accepts only {allowed})"
+        )
+    return {name: options[name] for name in given}
 
 
-def _train(corpus, out, force, resume_dir, quiet, options, runtime):
+def _train(corpus, out, force, resume_dir, changes, quiet, options, runtime):
     from ..training.session import resume_run, start_run
     from ..training.trainer import Reporter
 
@@ -195,7 +210,13 @@ def _train(corpus, out, force, resume_dir, quiet, options, runtime):
     # Only rank 0 reports; the others' warnings would repeat its own.
     reporter = ProgressReporter(quiet) if main_process else Reporter()
     if resume_dir:
-        trainer = resume_run(resume_dir, runtime=runtime, reporter=reporter)
+        trainer = resume_run(resume_dir, runtime=runtime, reporter=reporter, **changes)
+        if trainer.stop_reason is not None:
+            # Nothing left to do is not an error: a script that resumes until the run
+            # is done may call once more.
+            if main_process and not quiet:
+                echo_err(_finished_note(trainer, resume_dir))
+            return trainer.run()
     else:
         data = config_from(DataConfig, options)
         model = {name: options[name] for name in field_names(ModelConfig)}
@@ -215,6 +236,25 @@ def _train(corpus, out, force, resume_dir, quiet, options, runtime):
                 progress=progress,
             )
     return _run_with_signals(trainer, trainer.run_dir, main_process)
+
+
+def _finished_note(trainer, run_dir) -> str:
+    loop = trainer.loop
+    why = stop_description(trainer.stop_reason, trainer.config.patience, loop.best_step)
+    return (
+        f"{run_dir}: the run is finished at step {loop.step:,} ({why}); nothing left to do. "
+        f"To train it further: charrnn train --resume {run_dir} --max-time SECONDS "
+        "(or --max-steps N), that much more from where it stopped"
+    )
+
+
+def stop_description(reason: str, patience: int, best_step: int) -> str:
+    """Why training stopped (schedule.STOP_REASONS), in words."""
+    if reason == "patience":
+        return (
+            f"patience: {patience} validations without improvement, best at step {best_step:,}"
+        )
+    return {"steps": "the step budget is spent", "time": "the time budget is spent"}[reason]
 
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
