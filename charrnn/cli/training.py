@@ -251,9 +251,7 @@ def _finished_note(trainer, run_dir) -> str:
 def stop_description(reason: str, patience: int, best_step: int) -> str:
     """Why training stopped (schedule.STOP_REASONS), in words."""
     if reason == "patience":
-        return (
-            f"patience: {patience} validations without improvement, best at step {best_step:,}"
-        )
+        return f"patience: {patience} validations without improvement, best at step {best_step:,}"
     return {"steps": "the step budget is spent", "time": "the time budget is spent"}[reason]
 
 

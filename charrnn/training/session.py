@@ -182,7 +182,9 @@ def resume_run(
     if list(corpus.vocab.chars) != meta["vocab"]:
         raise CharRNNError(f"{meta['corpus_dir']}: the prepared corpus changed since the run")
     config = replace(TrainConfig(**meta["train_config"]), **changes)
-    trainer = Trainer(corpus, ModelConfig(**meta["model_config"]), config, rundir, reporter, runtime)
+    trainer = Trainer(
+        corpus, ModelConfig(**meta["model_config"]), config, rundir, reporter, runtime
+    )
     trainer.load(state)  # the weights, and an adaptive head's order with them
     if extend:
         trainer.extend(peak_ratio)

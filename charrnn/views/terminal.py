@@ -261,8 +261,6 @@ def sample_history(history: list[dict], max_lines: int = 2) -> list[str]:
     with each one's step and validation loss, then its text (sample_lines)."""
     lines = []
     for record in samples_over_run(history):
-        lines.append(
-            f"step {record['step']:,}, val {record['val_loss']:.4f} nats/char:"
-        )
+        lines.append(f"step {record['step']:,}, val {record['val_loss']:.4f} nats/char:")
         lines += [f"  {line}" for line in sample_lines(record["sample"], max_lines=max_lines)]
     return lines
