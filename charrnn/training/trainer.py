@@ -234,8 +234,10 @@ class Trainer:
             }
         )
         try:
-            if loop.step == 0:
-                self.save_state()  # a good state to roll back to from the first step
+            if loop.step == loop.segment_step:
+                # A good state to roll back to from the first step, and for an
+                # extension the state that holds its new budget.
+                self.save_state()
             faults = 0
             self.model.train()
             self.clock = Clock(loop.elapsed)
