@@ -114,9 +114,10 @@ class ProgressReporter:
             ("throughput", f"{result.chars_per_s:,.0f} chars/s"),
             (
                 "best validation",
-                f"{result.best_val_nats:.4f} nats/char, {result.best_val_bpc:.4f} bits/char",
+                f"{result.best_val_nats:.4f} nats/char, {result.best_val_bpc:.4f} bits/char "
+                f"(step {result.best_step:,})",
             ),
-            ("stopped by", stop_description(result.stop_reason, self.patience, result.best_step)),
+            ("stopped by", stop_description(result.stop_reason, self.patience)),
             ("best model", str(result.best_model)),
             ("last model", str(result.last_model)),
         ]:
@@ -240,19 +241,20 @@ def _train(corpus, out, force, resume_dir, changes, quiet, options, runtime):
 
 def _finished_note(trainer, run_dir) -> str:
     loop = trainer.loop
-    why = stop_description(trainer.stop_reason, trainer.config.patience, loop.best_step)
+    why = stop_description(trainer.stop_reason, trainer.config.patience)
     return (
-        f"{run_dir}: the run is finished at step {loop.step:,} ({why}); nothing left to do. "
+        f"{run_dir}: the run is finished at step {loop.step:,} (stopped by {why}; best "
+        f"validation at step {loop.best_step:,}); nothing left to do. "
         f"To train it further: charrnn train --resume {run_dir} --max-time SECONDS "
         "(or --max-steps N), that much more from where it stopped"
     )
 
 
-def stop_description(reason: str, patience: int, best_step: int) -> str:
+def stop_description(reason: str, patience: int) -> str:
     """Why training stopped (schedule.STOP_REASONS), in words."""
     if reason == "patience":
-        return f"patience: {patience} validations without improvement, best at step {best_step:,}"
-    return {"steps": "the step budget is spent", "time": "the time budget is spent"}[reason]
+        return f"patience ({patience} validations without improvement)"
+    return {"steps": "the step budget", "time": "the time budget"}[reason]
 
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
