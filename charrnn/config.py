@@ -348,9 +348,14 @@ class TrainConfig:
         1.0, "Global gradient-norm clipping threshold.", option="--clip", minimum=0, min_open=True
     )
     max_time: float = setting(
-        300.0, "Training budget in seconds (0 = none); the LR schedule spans it.", minimum=0
+        300.0,
+        "Training budget in seconds (0 = none); the LR schedule spans it. "
+        "With --resume: that many more seconds.",
+        minimum=0,
     )
-    max_steps: int = setting(0, "Stop after this many steps (0 = no limit).", minimum=0)
+    max_steps: int = setting(
+        0, "Stop after this many steps (0 = no limit). With --resume: that many more.", minimum=0
+    )
     eval_every: int = setting(
         0, "Validate every N steps (0 = automatically, spread over the budget).", minimum=0
     )

@@ -149,7 +149,8 @@ class ProgressReporter:
     "--resume",
     "resume_dir",
     type=click.Path(file_okay=False),
-    help="Continue the run in this directory exactly where it stopped.",
+    help="Continue the run in this directory exactly where it stopped; with --max-time "
+    "and/or --max-steps, extend it (finished or not) by that much more.",
 )
 @config_options(RuntimeConfig)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -161,8 +162,8 @@ def train(ctx, corpus, out, force, resume_dir, device, precision, as_json, quiet
     Without CORPUS, trains on the bundled Shakespeare text. Writes
     best.safetensors and last.safetensors into the run directory, and the
     complete training state into RUN/state, so that `--resume RUN` continues
-    exactly. Ctrl-C (or SIGTERM) saves a state and stops; a second Ctrl-C
-    stops at once.
+    exactly, and `--resume RUN --max-time S` extends a run by S seconds.
+    Ctrl-C (or SIGTERM) saves a state and stops; a second Ctrl-C stops at once.
 
     Under `torchrun --nproc_per_node N -m charrnn train ...` the N processes
     train one model with DistributedDataParallel, each on batch-size/N streams.
