@@ -3,8 +3,8 @@
 `start_run` claims the run directory, prepares the corpus and decides what the
 caller left open (the run directory, the corpus, the dropout); `resume_run`
 continues the newest state of a run, or extends it with a new budget; `train`
-starts one and runs it. What can
-fail is checked before any note or warning goes to the reporter.
+starts one and runs it. What can fail is checked before any note or warning
+goes to the reporter.
 Under torchrun every process calls these; rank 0 writes and reports.
 """
 
