@@ -67,3 +67,12 @@ def plain_lstm(train: Path, val: Path, seconds: float, *extra: str) -> list[str]
         str(seconds),
         *extra,
     ]
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the cores this process may use, from the kernel."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.exists() else ""
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{names[0] if names else 'unknown CPU'}, {cores} usable cores"

@@ -195,12 +195,27 @@ def resume(
     reporter: Reporter | None = None,
     device: str = RuntimeConfig.device,
     precision: str = RuntimeConfig.precision,
+    **changes,
 ) -> TrainResult:
     """Continue the run in `run_dir` from its newest training state to the end of its
-    budget (on the CPU, exactly as if it had not stopped)."""
+    budget (on the CPU, exactly as if it had not stopped); a finished run returns its
+    result as it stands (`stop_reason` says why it stopped).
+
+    `changes` are TrainConfig.RESUMABLE settings: `max_time` and/or `max_steps`
+    extend the run by that many more seconds / steps (a new learning-rate warm-up
+    and cosine, see training.session.resume_run); `patience`, `sample_chars`
+    replace the run's.
+    """
     from .training.session import resume_run
 
-    trainer = resume_run(run_dir, runtime=RuntimeConfig(device, precision), reporter=reporter)
+    unknown = sorted(set(changes) - set(TrainConfig.RESUMABLE))
+    if unknown:
+        raise CharRNNError(
+            f"a resume takes the run's settings from its directory; {unknown[0]!r} cannot "
+            f"change (these can: {', '.join(TrainConfig.RESUMABLE)})"
+        )
+    runtime = RuntimeConfig(device, precision)
+    trainer = resume_run(run_dir, runtime=runtime, reporter=reporter, **changes)
     try:
         return trainer.run()
     finally:

@@ -319,6 +319,19 @@ def default_dropout(config: ModelConfig, train_chars: int) -> float:
     return SMALL_TEXT_DROPOUT if small else 0.0
 
 
+# Extending a run (`charrnn train --resume RUN --max-time S`) starts a new
+# learning-rate segment: warm-up, then a cosine from lr * EXTENSION_PEAK_RATIO
+# down to lr * final_lr_ratio over the new budget. Chosen by benchmarks/extend.py.
+EXTENSION_PEAK_RATIO = 0.3
+
+# Validations in a row without improvement before training stops (0 = never).
+# Whether small texts should get early stopping by default: benchmarks/patience.py.
+DEFAULT_PATIENCE = 0
+
+# Characters of the sample written at each validation (0 = none).
+DEFAULT_SAMPLE_CHARS = 200
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings. The defaults are the measured best for a few CPU minutes."""
@@ -335,9 +348,14 @@ class TrainConfig:
         1.0, "Global gradient-norm clipping threshold.", option="--clip", minimum=0, min_open=True
     )
     max_time: float = setting(
-        300.0, "Training budget in seconds (0 = none); the LR schedule spans it.", minimum=0
+        300.0,
+        "Training budget in seconds (0 = none); the LR schedule spans it. "
+        "With --resume: that many more seconds.",
+        minimum=0,
     )
-    max_steps: int = setting(0, "Stop after this many steps (0 = no limit).", minimum=0)
+    max_steps: int = setting(
+        0, "Stop after this many steps (0 = no limit). With --resume: that many more.", minimum=0
+    )
     eval_every: int = setting(
         0, "Validate every N steps (0 = automatically, spread over the budget).", minimum=0
     )
@@ -346,6 +364,21 @@ class TrainConfig:
         60.0, "Seconds between saves of the complete training state (RUN/state).", minimum=0
     )
     keep: int = setting(2, "Training states kept in RUN/state (the newest).", minimum=1)
+    patience: int = setting(
+        DEFAULT_PATIENCE,
+        "Stop after N validations in a row without a better validation loss (0 = never).",
+        minimum=0,
+    )
+    sample_chars: int = setting(
+        DEFAULT_SAMPLE_CHARS,
+        "Characters of the sample drawn at each validation, shown and kept in "
+        "metrics.jsonl (0 = none).",
+        minimum=0,
+    )
+
+    # What `--resume` may change: the budget (a new one extends the run) and how the
+    # rest of the run is watched. The other settings make the run what it is.
+    RESUMABLE = ("max_time", "max_steps", "patience", "sample_chars")
 
     def __post_init__(self):
         if self.max_time <= 0 and self.max_steps <= 0:
@@ -355,6 +388,9 @@ class TrainConfig:
                 raise CharRNNError(f"{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0:
             raise CharRNNError("the learning rate must be positive")
+        for name in ("patience", "sample_chars"):
+            if getattr(self, name) < 0:
+                raise CharRNNError(f"{name.replace('_', '-')} must be >= 0")
 
     def progress(self, elapsed: float, step: int) -> float:
         """Fraction of the budget used: by time or by steps, whichever is further."""
@@ -362,11 +398,13 @@ class TrainConfig:
         by_steps = step / self.max_steps if self.max_steps > 0 else 0.0
         return min(1.0, max(by_time, by_steps))
 
-    def learning_rate(self, step: int, progress: float) -> float:
-        """Linear warm-up, then cosine decay over the budget (time or steps)."""
+    def learning_rate(self, step: int, progress: float, peak_ratio: float = 1.0) -> float:
+        """Linear warm-up, then cosine decay over the budget (time or steps), from
+        lr * peak_ratio (1 for a run's first budget; EXTENSION_PEAK_RATIO for an
+        extension) to lr * final_lr_ratio; `step` counts from the budget's start."""
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return self.lr * warm * (self.final_lr_ratio + (1.0 - self.final_lr_ratio) * cosine)
+        return self.lr * warm * (self.final_lr_ratio + (peak_ratio - self.final_lr_ratio) * cosine)
 
 
 # Fine-tuning (`--init-from MODEL`): a fresh AdamW and schedule start from trained

@@ -96,6 +96,11 @@ def test_stop_and_resume_is_bit_identical(tmp_path, prepared, cell):
         for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     ]
     assert metrics == [10, 20, 24]  # continued, no duplicated steps
+    # Samples at each validation (on by default) leave the random streams alone.
+    samples = [
+        [r["sample"] for r in RunDir(tmp_path / run).metrics()] for run in ("whole", "split")
+    ]
+    assert samples[0] == samples[1] and len(samples[0][0]) == config.sample_chars > 0
     assert len(RunDir(tmp_path / "split").state_files()) == 2  # --keep 2
     named = sorted(p.name for p in (tmp_path / "split" / "models").iterdir())
     assert named[-1].startswith("step-00000024-val") and len(named) <= 3  # 2 newest + best

@@ -1,12 +1,20 @@
 """When training validates: EvalSchedule on a simulated loop, without torch."""
 
+import math
 import subprocess
 import sys
 
 import pytest
 
 from charrnn.config import TrainConfig
-from charrnn.training.schedule import AUTO_EVALS_MAX, EvalSchedule, LoopState
+from charrnn.training.schedule import (
+    AUTO_EVALS_MAX,
+    EvalSchedule,
+    LoopState,
+    learning_rate,
+    progress,
+    stop_reason,
+)
 
 
 def due_steps(config: TrainConfig, val_chars: int, eval_seconds: float, steps: int) -> list[int]:
@@ -66,3 +74,69 @@ def test_the_schedule_needs_no_torch():
     code = "import sys, charrnn.training.schedule; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_first_budget_keeps_the_learning_rate_it_always_had():
+    """peak_ratio 1 is the run's first segment: the same floats as warm-up times
+    final + (1 - final) * cosine, written out here."""
+    config = TrainConfig(max_time=0, max_steps=100, lr=6e-3, warmup_steps=20)
+    for step in (0, 7, 19, 20, 55, 99):
+        progress = step / 100
+        warm = min(1.0, (step + 1) / 20)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        expected = 6e-3 * warm * (0.05 + (1.0 - 0.05) * cosine)
+        assert config.learning_rate(step, progress) == expected
+        assert learning_rate(config, LoopState(step=step), progress) == expected
+
+
+def test_an_extension_warms_up_again_to_its_peak_then_decays_to_the_final_rate():
+    config = TrainConfig(max_time=0, max_steps=50, lr=1e-2, warmup_steps=10)
+    loop = LoopState(step=200, elapsed=30.0, next_eval=1.0, evals_done=9, stale_evals=2)
+    loop.start_segment(0.3)
+    assert (loop.next_eval, loop.evals_done, loop.stale_evals) == (0.0, 0, 0)
+    assert progress(config, loop) == 0.0
+    assert learning_rate(config, loop, 0.0) == pytest.approx(1e-2 * 0.3 / 10)
+    loop.step = 209  # the tenth step of the extension: warm-up done
+    assert learning_rate(config, loop, 0.0) == pytest.approx(1e-2 * 0.3)
+    loop.step = 250
+    assert progress(config, loop) == 1.0
+    assert learning_rate(config, loop, 1.0) == pytest.approx(1e-2 * 0.05)
+
+
+def test_an_extension_by_time_counts_from_where_it_began():
+    config = TrainConfig(max_time=10.0)
+    loop = LoopState(step=500, elapsed=300.0)
+    loop.start_segment(0.3)
+    loop.elapsed = 305.0
+    assert progress(config, loop) == 0.5 and stop_reason(config, loop) is None
+    loop.elapsed = 310.0
+    assert stop_reason(config, loop) == "time"
+
+
+def test_why_training_stops():
+    steps = TrainConfig(max_time=1000.0, max_steps=20)
+    assert stop_reason(steps, LoopState(step=19, elapsed=5.0)) is None
+    assert stop_reason(steps, LoopState(step=20, elapsed=5.0)) == "steps"
+    assert stop_reason(steps, LoopState(step=3, elapsed=1000.0)) == "time"
+    patient = TrainConfig(max_time=0, max_steps=20, patience=3)
+    assert stop_reason(patient, LoopState(step=5, stale_evals=2)) is None
+    assert stop_reason(patient, LoopState(step=5, stale_evals=3)) == "patience"
+    # patience 0: never, however long the validation loss has not improved
+    assert stop_reason(TrainConfig(max_time=0, max_steps=20), LoopState(stale_evals=99)) is None
+
+
+def test_automatic_validations_are_spread_over_each_segment():
+    config = TrainConfig(max_time=0, max_steps=100)
+    schedule, loop = EvalSchedule(config, 10), LoopState()
+    first = []
+    for step in range(1, 101):
+        loop.step, loop.chars_seen, loop.elapsed = step, 64 * step, 0.1 * step
+        if schedule.due(loop):
+            first.append(step)
+    loop.start_segment(0.3)
+    second = []
+    for step in range(101, 201):
+        loop.step, loop.chars_seen, loop.elapsed = step, 64 * step, 0.1 * step
+        if schedule.due(loop):
+            second.append(step)
+    assert [s - 100 for s in second] == first == list(range(2, 100, 2))

@@ -36,10 +36,12 @@ class ProgressReporter:
         self.quiet = quiet
         self.bar = None
         self.smoothed = None
+        self.patience = 0
 
     def on_start(self, info):
         from tqdm import tqdm
 
+        self.patience = info["train_config"]["patience"]
         if not self.quiet:
             echo_err(
                 f"training {info['model_config']['cell']} "
@@ -89,6 +91,11 @@ class ProgressReporter:
                 f"({record['val_bpc']:.4f} bits/char), {record['chars_per_s']:,.0f} chars/s"
             )
             self._write(line)
+            if "sample" in record:
+                from ..views.terminal import sample_lines
+
+                for text in sample_lines(record["sample"]):
+                    self._write(f"  {text}")
 
     def on_end(self, result):
         if self.bar is not None:
@@ -110,8 +117,10 @@ class ProgressReporter:
             ("throughput", f"{result.chars_per_s:,.0f} chars/s"),
             (
                 "best validation",
-                f"{result.best_val_nats:.4f} nats/char, {result.best_val_bpc:.4f} bits/char",
+                f"{result.best_val_nats:.4f} nats/char, {result.best_val_bpc:.4f} bits/char "
+                f"(step {result.best_step:,})",
             ),
+            ("stopped by", stop_description(result.stop_reason, self.patience)),
             ("best model", str(result.best_model)),
             ("last model", str(result.last_model)),
         ]:
@@ -162,7 +171,8 @@ class ProgressReporter:
     "--resume",
     "resume_dir",
     type=click.Path(file_okay=False),
-    help="Continue the run in this directory exactly where it stopped.",
+    help="Continue the run in this directory exactly where it stopped; with --max-time "
+    "and/or --max-steps, extend it (finished or not) by that much more.",
 )
 @config_options(RuntimeConfig)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -176,8 +186,8 @@ def train(
     Without CORPUS, trains on the bundled Shakespeare text. Writes
     best.safetensors and last.safetensors into the run directory, and the
     complete training state into RUN/state, so that `--resume RUN` continues
-    exactly. Ctrl-C (or SIGTERM) saves a state and stops; a second Ctrl-C
-    stops at once.
+    exactly, and `--resume RUN --max-time S` extends a run by S seconds.
+    Ctrl-C (or SIGTERM) saves a state and stops; a second Ctrl-C stops at once.
 
     `--init-from MODEL` fine-tunes MODEL (e.g. the bundled `shakespeare`) on
     CORPUS: the architecture is the model's, new characters get fresh rows.
@@ -189,38 +199,45 @@ def train(
 
     if resume_dir and init_from:
         raise click.UsageError("--resume continues a run, --init-from starts one: drop one")
-    if resume_dir:
-        _refuse_settings_on_resume(ctx, corpus, out, force, options)
+    changes = _resume_changes(ctx, corpus, out, force, options) if resume_dir else {}
     if init_from:  # the model's architecture stands wherever an option was not given
         for name in field_names(ModelConfig):
             if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
                 options[name] = None
     runtime = start_runtime(RuntimeConfig(device, precision))
     try:
-        result = _train(corpus, out, force, resume_dir, quiet, options, runtime, init_from)
+        result = _train(corpus, out, force, resume_dir, changes, quiet, options, runtime, init_from)
     finally:
         runtime.close()
     if as_json and runtime.group.is_main:
         click.echo(json.dumps(result.to_dict()))
 
 
-def _refuse_settings_on_resume(ctx, corpus, out, force, options) -> None:
+def _resume_changes(ctx, corpus, out, force, options) -> dict:
+    """The settings given with --resume, which must be TrainConfig.RESUMABLE ones (a new
+    budget, patience, samples); the others are the run's own."""
     given = [
         name
         for name in options
         if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
     ]
-    if corpus or out or force or given:
+    refused = [name for name in given if name not in TrainConfig.RESUMABLE]
+    if corpus or out or force or refused:
         flags = ", ".join(
             ["CORPUS"] * bool(corpus)
             + ["--out"] * bool(out)
             + ["--force"] * force
-            + [f"--{n.replace('_', '-')}" for n in given]
+            + [f"--{n.replace('_', '-')}" for n in refused]
         )
-        raise click.UsageError(f"--resume takes every setting from the run directory; drop {flags}")
+        allowed = ", ".join(f"--{n.replace('_', '-')}" for n in TrainConfig.RESUMABLE)
+        raise click.UsageError(
+            f"--resume takes the run's settings from the run directory; drop {flags} "
+            f"(a resume accepts only {allowed})"
+        )
+    return {name: options[name] for name in given}
 
 
-def _train(corpus, out, force, resume_dir, quiet, options, runtime, init_from=None):
+def _train(corpus, out, force, resume_dir, changes, quiet, options, runtime, init_from=None):
     from ..training.session import resume_run, start_run
     from ..training.trainer import Reporter
 
@@ -228,7 +245,13 @@ def _train(corpus, out, force, resume_dir, quiet, options, runtime, init_from=No
     # Only rank 0 reports; the others' warnings would repeat its own.
     reporter = ProgressReporter(quiet) if main_process else Reporter()
     if resume_dir:
-        trainer = resume_run(resume_dir, runtime=runtime, reporter=reporter)
+        trainer = resume_run(resume_dir, runtime=runtime, reporter=reporter, **changes)
+        if trainer.stop_reason is not None:
+            # Nothing left to do is not an error: a script that resumes until the run
+            # is done may call once more.
+            if main_process and not quiet:
+                echo_err(_finished_note(trainer, resume_dir))
+            return trainer.run()
     else:
         data = config_from(DataConfig, options)
         model = {n: options[n] for n in field_names(ModelConfig) if options[n] is not None}
@@ -250,6 +273,24 @@ def _train(corpus, out, force, resume_dir, quiet, options, runtime, init_from=No
                 init_from=init_from,
             )
     return _run_with_signals(trainer, trainer.run_dir, main_process)
+
+
+def _finished_note(trainer, run_dir) -> str:
+    loop = trainer.loop
+    why = stop_description(trainer.stop_reason, trainer.config.patience)
+    return (
+        f"{run_dir}: the run is finished at step {loop.step:,} (stopped by {why}; best "
+        f"validation at step {loop.best_step:,}); nothing left to do. "
+        f"To train it further: charrnn train --resume {run_dir} --max-time SECONDS "
+        "(or --max-steps N), that much more from where it stopped"
+    )
+
+
+def stop_description(reason: str, patience: int) -> str:
+    """Why training stopped (schedule.STOP_REASONS), in words."""
+    if reason == "patience":
+        return f"patience ({patience} validations without improvement)"
+    return {"steps": "the step budget", "time": "the time budget"}[reason]
 
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}

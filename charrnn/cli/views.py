@@ -231,8 +231,10 @@ def inspect(
 @QUIET_OPTION
 def info(path, html_file, as_json, quiet):
     """Describe a model file or run directory: config, vocabulary, parameters,
-    best validation loss, and train / validation loss over steps (from the
-    run's metrics.jsonl). PATH defaults to $CHARRNN_MODEL, else the bundled model.
+    best validation loss, train / validation loss over steps and the samples
+    drawn while training (the first, a middle one and the last; --html shows
+    all), from the run's metrics.jsonl. PATH defaults to $CHARRNN_MODEL, else
+    the bundled model.
     """
     from ..bundled import bundled_model
     from ..views.runinfo import run_info
@@ -246,13 +248,18 @@ def info(path, html_file, as_json, quiet):
     if as_json:
         click.echo(json.dumps(described.to_dict()))
         return
-    from ..views.terminal import info_table, loss_plot
+    from ..views.terminal import info_table, loss_plot, sample_history
 
     console = stdout_console()
     console.print(info_table(described.rows(), "charrnn info"))
     if described.history:
         for line in loss_plot(described.history):
             click.echo(line)
+        samples = sample_history(described.history)
+        if samples:
+            click.echo("\nsamples while training (temperature 0.8, the run's seed):")
+            for line in samples:
+                click.echo(line)
     else:
         click.echo(
             "no training curves: the model file is not in a run directory with metrics.jsonl"

@@ -1,5 +1,10 @@
-"""What the training loop counts (LoopState, saved in every state), its clock, and
-when it validates (EvalSchedule). No torch: tested on its own.
+"""What the training loop counts (LoopState, saved in every state), its clock, where
+it is in its budget and learning-rate schedule, when it validates (EvalSchedule)
+and why it stops. No torch: tested on its own.
+
+A run's budget and learning-rate schedule form a segment: the first from step 0,
+and one more each time the run is extended (`resume_run` with a new budget),
+counted from the step and time where the extension began.
 """
 
 from __future__ import annotations
@@ -32,6 +37,50 @@ class LoopState:
     loss_count: int = 0
     lr_scale: float = 1.0  # halved by each rollback after numerical faults
     rollbacks: int = 0
+    best_step: int = 0  # the step of the best validation
+    stale_evals: int = 0  # validations in a row without improving on the best (patience)
+    # Where the current budget and learning-rate schedule began (an extension starts
+    # a new segment) and its peak learning rate as a share of TrainConfig.lr.
+    segment_step: int = 0
+    segment_elapsed: float = 0.0
+    segment_peak: float = 1.0
+
+    def start_segment(self, peak_ratio: float) -> None:
+        """Begin a new budget here (extending the run): warm-up and cosine start over
+        from a peak of lr * peak_ratio, validations are spread over the new budget,
+        and the patience count starts again."""
+        self.segment_step, self.segment_elapsed = self.step, self.elapsed
+        self.segment_peak = peak_ratio
+        self.next_eval, self.evals_done, self.stale_evals = 0.0, 0, 0
+
+
+def progress(config: TrainConfig, loop: LoopState) -> float:
+    """Fraction of the current segment's budget used (TrainConfig.progress)."""
+    return config.progress(loop.elapsed - loop.segment_elapsed, loop.step - loop.segment_step)
+
+
+def learning_rate(config: TrainConfig, loop: LoopState, done: float) -> float:
+    """The learning rate of the next step, `done` of the segment's budget used: the
+    segment's warm-up and cosine, times the rollbacks' scale."""
+    step = loop.step - loop.segment_step
+    return config.learning_rate(step, done, loop.segment_peak) * loop.lr_scale
+
+
+STOP_REASONS = ("time", "steps", "patience")
+
+
+def stop_reason(config: TrainConfig, loop: LoopState) -> str | None:
+    """Why training stops now (one of STOP_REASONS), or None while it goes on: the
+    step budget, the time budget (of the current segment), or `config.patience`
+    validations in a row without improvement."""
+    if config.patience and loop.stale_evals >= config.patience:
+        return "patience"
+    steps = loop.step - loop.segment_step
+    if config.max_steps > 0 and steps / config.max_steps >= 1.0:
+        return "steps"
+    if progress(config, loop) >= 1.0:
+        return "time"
+    return None
 
 
 class Clock:
@@ -77,17 +126,18 @@ class EvalSchedule:
         config = self.config
         if config.eval_every > 0:
             return loop.step % config.eval_every == 0
-        progress = config.progress(loop.elapsed, loop.step)
-        if progress < loop.next_eval or loop.next_eval >= 1.0:
+        done = progress(config, loop)
+        if done < loop.next_eval or loop.next_eval >= 1.0:
             return False
-        budget = config.max_time if config.max_time > 0 else loop.elapsed / max(progress, 1e-9)
+        elapsed = loop.elapsed - loop.segment_elapsed
+        budget = config.max_time if config.max_time > 0 else elapsed / max(done, 1e-9)
         speed = loop.chars_seen / max(loop.elapsed - loop.eval_seconds, 1e-9)
         cost = loop.last_eval_seconds or self.val_chars / max(3 * speed, 1.0)
         intervals = auto_eval_intervals(budget, cost)
         # Check at the marks j / intervals (quarters while none fits, in case the cost
         # estimate drops); the epsilon keeps 2/100 * 50 from flooring to 0.
         marks = max(intervals, 4)
-        mark = math.floor(progress * marks + 1e-9)
+        mark = math.floor(done * marks + 1e-9)
         loop.next_eval = (mark + 1) / marks
         if mark == 0:  # the first check only sets the first mark
             return False

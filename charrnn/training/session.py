@@ -2,9 +2,9 @@
 
 `start_run` claims the run directory, prepares the corpus and decides what the
 caller left open (the run directory, the corpus, the dropout), from scratch or from
-a trained model (`init_from`, initfrom.py); `resume_run`
-continues the newest state of a run; `train` starts one and runs it. What can
-fail is checked before any note or warning goes to the reporter.
+a trained model (`init_from`, initfrom.py); `resume_run` continues the newest
+state of a run, or extends it with a new budget; `train` starts one and runs it.
+What can fail is checked before any note or warning goes to the reporter.
 Under torchrun every process calls these; rank 0 writes and reports.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from ..bundled import bundled_corpus
 from ..config import (
+    EXTENSION_PEAK_RATIO,
     FINETUNE_DROPOUT,
     DataConfig,
     ModelConfig,
@@ -203,10 +204,29 @@ def resume_run(
     *,
     runtime: Runtime | RuntimeConfig | None = None,
     reporter: Reporter | None = None,
+    max_time: float | None = None,
+    max_steps: int | None = None,
+    patience: int | None = None,
+    sample_chars: int | None = None,
+    peak_ratio: float = EXTENSION_PEAK_RATIO,
 ) -> Trainer:
     """A Trainer continuing the newest complete state in `run_dir`, with the settings it
     was started with; the logs lose their records of steps after that state.
-    `runtime` as for start_run: the device and precision may differ from the run's."""
+    `runtime` as for start_run: the device and precision may differ from the run's.
+
+    Without `max_time` and `max_steps` the run goes on to the end of its budget, as
+    if it had not stopped (a finished run has nothing left: `trainer.stop_reason`).
+    With either, the run is extended: that many more seconds and/or steps from the
+    state (whichever ends first; the one not given is no limit), with a new
+    warm-up and a cosine from lr * `peak_ratio` to lr * final_lr_ratio, and a fresh
+    patience count. `patience` and `sample_chars`, when given, replace the run's.
+    """
+    budget = {"max_time": max_time, "max_steps": max_steps}
+    extend = any(value is not None for value in budget.values())
+    changes = {"patience": patience, "sample_chars": sample_chars}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if extend:
+        changes.update({k: v or 0 for k, v in budget.items()})
     runtime = _runtime(runtime)
     reporter = reporter or Reporter()
     rundir = RunDir(run_dir)
@@ -219,17 +239,15 @@ def resume_run(
     corpus = load_prepared(meta["corpus_dir"])
     if list(corpus.vocab.chars) != meta["vocab"]:
         raise CharRNNError(f"{meta['corpus_dir']}: the prepared corpus changed since the run")
+    config = replace(TrainConfig(**meta["train_config"]), **changes)
     trainer = Trainer(
-        corpus,
-        ModelConfig(**meta["model_config"]),
-        TrainConfig(**meta["train_config"]),
-        rundir,
-        reporter,
-        runtime,
+        corpus, ModelConfig(**meta["model_config"]), config, rundir, reporter, runtime
     )
     trainer.load(state)  # the weights, and an adaptive head's order with them
     if meta.get("init_from"):
         trainer.info["init_from"] = meta["init_from"]
+    if extend:
+        trainer.extend(peak_ratio)
     for message in skipped:
         reporter.on_fault(f"skipped a damaged training state: {message}")
     step = trainer.loop.step

@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..config import ModelConfig, TrainConfig
+from ..config import ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharRNNError
+from ..inference.sample import sample_text
 from ..inference.score import score_ids
 from ..model.network import CharRNN, detach_state
 from ..text.corpus import PreparedCorpus
@@ -31,7 +32,7 @@ from . import checkpoint
 from .batches import BatchStreams
 from .rundir import RunDir
 from .runtime import Runtime
-from .schedule import Clock, EvalSchedule, LoopState
+from .schedule import Clock, EvalSchedule, LoopState, learning_rate, progress, stop_reason
 
 FAULTS_BEFORE_ROLLBACK = 3  # consecutive non-finite steps before going back to a good state
 MAX_ROLLBACKS = 4  # rollbacks (each halving the learning rate) before giving up
@@ -80,6 +81,8 @@ class TrainResult:
     best_model: Path
     last_model: Path
     parameters: int
+    stop_reason: str  # schedule.STOP_REASONS: "time", "steps" (the budget) or "patience"
+    best_step: int  # the step of the best validation
     history: list[dict] = field(default_factory=list)
 
     @property
@@ -98,6 +101,8 @@ class TrainResult:
             "best_val_nats": self.best_val_nats,
             "best_val_bpc": self.best_val_bpc,
             "last_val_nats": self.last_val_nats,
+            "best_step": self.best_step,
+            "stop_reason": self.stop_reason,
             "parameters": self.parameters,
         }
 
@@ -205,11 +210,25 @@ class Trainer:
         self.streams.position, self.streams.epoch = self.loop.position, self.loop.epoch
         self._last_save = self.loop.elapsed
 
+    def extend(self, peak_ratio: float) -> None:
+        """Spend the config's budget from here on, as a new learning-rate segment
+        (LoopState.start_segment); call after `load`."""
+        self.loop.start_segment(peak_ratio)
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run would stop before its next step: schedule.stop_reason, with the
+        time as of the last saved state. None while there is training left to do."""
+        return stop_reason(self.config, self.loop)
+
     # -- the loop ---------------------------------------------------------------
     def run(self, should_stop=lambda: False) -> TrainResult:
-        """Train until the budget is spent, or `should_stop()` says so (then save and raise
-        TrainingInterrupted)."""
+        """Train until the budget is spent or patience runs out, or `should_stop()` says
+        so (then save and raise TrainingInterrupted). A run with nothing left to do
+        (`stop_reason` set) returns its result without touching its files."""
         config, loop = self.config, self.loop
+        if self.stop_reason is not None and self.history:
+            return self.result(loop.elapsed, loop.eval_seconds, self.stop_reason)
         self.reporter.on_start(
             {
                 **self.info,
@@ -219,21 +238,24 @@ class Trainer:
             }
         )
         try:
-            if loop.step == 0:
-                self.save_state()  # a good state to roll back to from the first step
+            if loop.step == loop.segment_step:
+                # A good state to roll back to from the first step, and for an
+                # extension the state that holds its new budget.
+                self.save_state()
             faults = 0
             self.model.train()
             self.clock = Clock(loop.elapsed)
             while True:
                 # Rank 0's clock and stop request, so that all ranks take the same branches.
                 loop.elapsed, stop = self.group.from_main(self.clock.now(), should_stop())
-                progress = config.progress(loop.elapsed, loop.step)
-                if progress >= 1.0:
+                reason = stop_reason(config, loop)
+                if reason is not None:
                     break
                 if stop:
                     self.save_state()
                     raise TrainingInterrupted(loop.step, self.run_dir)
-                lr = config.learning_rate(loop.step, progress) * loop.lr_scale
+                done = progress(config, loop)
+                lr = learning_rate(config, loop, done)
                 loss = self._step(lr)
                 if loss is None:
                     faults += 1
@@ -242,7 +264,7 @@ class Trainer:
                         loop, faults = self.loop, 0
                     continue
                 faults = 0
-                self.reporter.on_step(loop.step, loss, lr, progress)
+                self.reporter.on_step(loop.step, loss, lr, done)
                 if self.schedule.due(loop):
                     self._evaluate()
                 if loop.elapsed - self._last_save >= config.checkpoint_every:
@@ -257,7 +279,13 @@ class Trainer:
             self.save_state()
         finally:
             self.rundir.close()
-        result = TrainResult(
+        result = self.result(train_seconds, eval_seconds, reason)
+        self.reporter.on_end(result)
+        return result
+
+    def result(self, train_seconds: float, eval_seconds: float, reason: str) -> TrainResult:
+        loop = self.loop
+        return TrainResult(
             out_dir=self.run_dir,
             steps=loop.step,
             chars_seen=loop.chars_seen,
@@ -269,10 +297,10 @@ class Trainer:
             best_model=self.rundir.best_model,
             last_model=self.rundir.last_model,
             parameters=self.model.num_parameters(),
+            stop_reason=reason,
+            best_step=loop.best_step,
             history=self.history,
         )
-        self.reporter.on_end(result)
-        return result
 
     def _step(self, lr: float) -> float | None:
         """One optimisation step; None (and no update) when the loss or gradient is not finite."""
@@ -355,9 +383,11 @@ class Trainer:
         share = score_ids(
             self.model, self.corpus.vocab, self.corpus.val, part=(group.rank, group.world_size)
         )
-        self.model.train()
         nats, chars = group.sum(share.nats, share.chars)
         val_nats = nats / chars if chars else float("nan")
+        # Rank 0 alone samples; the others wait for it in from_main below.
+        sample = self._sample() if group.is_main and self.config.sample_chars else None
+        self.model.train()
         # Rank 0's timing for all, since later decisions (EvalSchedule) depend on it.
         (loop.last_eval_seconds,) = group.from_main(time.perf_counter() - began)
         loop.eval_seconds += loop.last_eval_seconds
@@ -371,13 +401,17 @@ class Trainer:
             "chars_per_s": loop.chars_seen / training_seconds,
             "epoch": self.streams.epoch,
         }
+        if sample is not None:
+            record["sample"] = sample
         loop.loss_sum, loop.loss_count = 0.0, 0
         if not math.isfinite(val_nats):
             raise CharRNNError(f"validation loss became {val_nats} at step {loop.step}; lower --lr")
         self.history.append(record)
         improved = loop.best_nats is None or val_nats < loop.best_nats
         if improved:
-            loop.best_nats = val_nats
+            loop.best_nats, loop.best_step, loop.stale_evals = val_nats, loop.step, 0
+        else:
+            loop.stale_evals += 1
         if not group.is_main:
             return
         info = {**self.info, "step": loop.step, "chars_seen": loop.chars_seen, "val_nats": val_nats}
@@ -392,6 +426,21 @@ class Trainer:
         )
         self.rundir.log_metrics(record)
         self.reporter.on_eval(record)
+
+    def _sample(self) -> str:
+        """What the model writes now from the start of a text: sample_chars characters
+        at SampleConfig's temperature, seeded with the run's seed. The numpy decoder
+        draws from its own generator, so the training's random streams are untouched."""
+        (text,) = sample_text(
+            self.model,
+            self.corpus.vocab,
+            "",
+            threads=1,
+            length=self.config.sample_chars,
+            temperature=SampleConfig.temperature,
+            seed=self.config.seed,
+        )
+        return text
 
 
 def train(

@@ -40,6 +40,7 @@ table.summary td, table.summary th { border: 1px solid #ddd; padding: 0.25em 0.7
   border-radius: 4px; font: 12px/1.4 ui-monospace, monospace; white-space: pre;
   pointer-events: none; z-index: 10; }
 svg text { font: 12px system-ui, sans-serif; fill: #333; }
+td.sample { font-family: ui-monospace, Menlo, Consolas, monospace; white-space: pre-wrap; }
 """
 
 # The title attribute works without script; this shows it at once, styled.
@@ -278,6 +279,16 @@ def info_report(title: str, about: list[tuple[str, str]], history: list[dict]) -
             for r in history
         )
         body.append(f'<table class="summary"><tr>{head}</tr>{rows}</table>')
+    sampled = [r for r in history if r.get("sample") is not None]
+    if sampled:
+        body.append("<h2>Samples while training</h2>")
+        head = "".join(f"<th>{escape(k)}</th>" for k in ("step", "val nats", "sample"))
+        rows = "".join(
+            f"<tr><td>{r['step']:,}</td><td>{_fmt(r.get('val_loss'))}</td>"
+            f'<td class="sample">{escape(r["sample"])}</td></tr>'
+            for r in sampled
+        )
+        body.append(f'<table class="summary samples"><tr>{head}</tr>{rows}</table>')
     return page(title, "\n".join(body))
 
 

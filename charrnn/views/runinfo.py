@@ -50,6 +50,7 @@ class RunInfo:
         train_config = info.get("train_config") or {}
         if train_config:
             keys = ("seq_len", "batch_size", "lr", "max_time", "max_steps", "seed")
+            keys += ("patience",) * bool(train_config.get("patience"))
             rows.append(
                 ("training", ", ".join(f"{k}={train_config[k]}" for k in keys if k in train_config))
             )

@@ -230,3 +230,37 @@ def loss_plot(history: list[dict], width: int = 64, height: int = 14) -> list[st
         + "  (loss in nats/char)"
     )
     return lines
+
+
+# --------------------------------------------------------------------------- samples
+SAMPLE_WIDTH = 76  # characters of sample text per terminal line
+
+
+def sample_lines(text: str, width: int = SAMPLE_WIDTH, max_lines: int = 3) -> list[str]:
+    """A sample as at most `max_lines` lines of `width` characters, newlines shown as ↵
+    (and other whitespace made visible) so the lines are the sample's characters in
+    order; a longer sample ends in …."""
+    shown = "".join(shown_char(char) for char in text)
+    lines = [shown[i : i + width] for i in range(0, len(shown), width)][:max_lines] or [""]
+    if len(shown) > width * max_lines:
+        lines[-1] = lines[-1][: width - 1] + "…"
+    return lines
+
+
+def samples_over_run(history: list[dict]) -> list[dict]:
+    """The validation records that carry a sample, and of them the ones that show how
+    the samples changed: the first, the middle one and the last."""
+    sampled = [r for r in history if r.get("sample") is not None]
+    if len(sampled) <= 3:
+        return sampled
+    return [sampled[0], sampled[len(sampled) // 2], sampled[-1]]
+
+
+def sample_history(history: list[dict], max_lines: int = 2) -> list[str]:
+    """Lines showing the samples drawn during training (samples_over_run): a heading
+    with each one's step and validation loss, then its text (sample_lines)."""
+    lines = []
+    for record in samples_over_run(history):
+        lines.append(f"step {record['step']:,}, val {record['val_loss']:.4f} nats/char:")
+        lines += [f"  {line}" for line in sample_lines(record["sample"], max_lines=max_lines)]
+    return lines
