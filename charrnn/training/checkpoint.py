@@ -28,6 +28,7 @@ from ..errors import CharRNNError, ModelFileError
 from ..model.modelfile import ORDER, check_finite, check_tensors, config_from_fields, weight_shapes
 from ..model.network import select_state
 from ..model.tensorfile import read_header
+from ..text.corpus import PreparedCorpus, load_prepared
 from .schedule import LoopState
 
 if TYPE_CHECKING:
@@ -177,6 +178,29 @@ def restore(
     return parts if len(parts) == 2 else parts[0]
 
 
+def prepared_corpus(state: TrainingState) -> PreparedCorpus:
+    """The prepared corpus `state` was trained on, as it was: refused in one line when
+    it is gone, or changed since (its fingerprint, or for older states its vocabulary,
+    differs), so that a resume never trains on other data without saying so."""
+    directory = Path(state.meta["corpus_dir"])
+    step = state.meta["loop"].get("step", 0)
+    if not (directory / "meta.json").is_file() or not (directory / "ids.npy").is_file():
+        raise CharRNNError(
+            f"{directory}: the run's prepared corpus is gone (deleted or moved); "
+            "resuming needs the text it was trained on"
+        )
+    corpus = load_prepared(directory)
+    recorded = state.meta.get("corpus_sha256")
+    if list(corpus.vocab.chars) != state.meta["vocab"] or (
+        recorded is not None and recorded != corpus.fingerprint
+    ):
+        raise CharRNNError(
+            f"{directory}: the prepared corpus changed since the run's state at step {step} "
+            "was saved; resuming would train on other data (start a new run instead)"
+        )
+    return corpus
+
+
 def save_state(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
     """Write a state file atomically; refuse non-finite weights."""
     for name, value in tensors.items():
@@ -304,6 +328,8 @@ META_TYPES = {
     "loop": dict,
     "vocab": list,
     "corpus_dir": str,
+    "corpus_sha256": (str, type(None)),  # the prepared corpus's fingerprint (older: none)
+    "run_id": (str, type(None)),  # the run that wrote it (rundir.py; older: none)
     "optim_groups": list,
     "rng": dict,
 }
@@ -329,7 +355,7 @@ def load_state(path: Path) -> TrainingState:
         raise ModelFileError(f"{damaged} (state is not an object)")
     for key, kind in META_TYPES.items():
         if not isinstance(meta.get(key), kind):
-            raise ModelFileError(f"{damaged} (no {key})")
+            raise ModelFileError(f"{damaged} ({key} missing or of the wrong type)")
     if header.metadata["version"] == "1":
         meta["model_config"].setdefault("output", "softmax")  # always a full softmax
     config = config_from_fields(meta["model_config"], path, "training state")

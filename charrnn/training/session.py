@@ -27,7 +27,8 @@ from ..config import (
     size_advice,
 )
 from ..errors import CharRNNError
-from ..text.corpus import PreparedCorpus, corpus_warnings, load_prepared, prepare
+from ..text.corpus import PreparedCorpus, corpus_warnings, prepare
+from . import checkpoint
 from .rundir import RunDir
 from .runtime import Runtime, start_runtime
 from .trainer import Reporter, Trainer, TrainResult
@@ -157,9 +158,8 @@ def resume_run(
         reason = f" ({skipped[0]})" if skipped else ""
         raise CharRNNError(f"{rundir.path}: no training state to resume from{reason}")
     meta = state.meta
-    corpus = load_prepared(meta["corpus_dir"])
-    if list(corpus.vocab.chars) != meta["vocab"]:
-        raise CharRNNError(f"{meta['corpus_dir']}: the prepared corpus changed since the run")
+    rundir.check_own(state)
+    corpus = checkpoint.prepared_corpus(state)  # the same data, or one error line
     trainer = Trainer(
         corpus,
         ModelConfig(**meta["model_config"]),
@@ -171,6 +171,8 @@ def resume_run(
     trainer.load(state)  # the weights, and an adaptive head's order with them
     for message in skipped:
         reporter.on_fault(f"skipped a damaged training state: {message}")
+    for message in rundir.damaged_logs():
+        reporter.on_warning(message)
     step = trainer.loop.step
     if runtime.group.is_main:
         rundir.cut_logs(step)  # they go on from the state's step
