@@ -2,9 +2,11 @@
 
 No pickle anywhere: the weights are raw tensors and everything else is JSON in
 the safetensors header, so opening a file from a stranger runs no code.
-`load_model` is the one loader behind sample, score and resume. It reads the
-weights into numpy and builds the torch module only when asked: sampling runs
-in numpy, and importing torch costs about a second.
+`load_model` is the one loader behind sample, score and resume. It checks what
+the header says (tensorfile.py: the file; here: the config's limits, the tensors'
+names, shapes and dtypes) before reading a weight, then maps the weights into
+numpy and builds the torch module only when asked: sampling runs in numpy, and
+importing torch costs about a second.
 
 Version 2 added the output layer to the model config (`output`, `cutoffs`) and,
 for an adaptive one, its frequency order (`head.order`, int64). A version-1 file
