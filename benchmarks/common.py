@@ -43,14 +43,6 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[dict, float, 
     return result, wall, usage.ru_maxrss / 1024  # KiB on Linux
 
 
-def cpu_model() -> str:
-    """The CPU's model name as the kernel reports it (for the record of a measurement)."""
-    info = Path("/proc/cpuinfo")
-    text = info.read_text() if info.exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line]
-    return f"{names[0]} ({len(names)} logical CPUs)" if names else "unknown CPU"
-
-
 def charrnn(*args: str) -> list[str]:
     return [sys.executable, "-m", "charrnn.cli", *args]
 
@@ -70,9 +62,15 @@ def plain_lstm(train: Path, val: Path, seconds: float, *extra: str) -> list[str]
 
 
 def cpu_model() -> str:
-    """The CPU's model name and the cores this process may use, from the kernel."""
+    """The CPU's model name, family and model numbers, and the cores this process may
+    use, from the kernel (a virtual machine may name only the vendor's line)."""
     info = Path("/proc/cpuinfo")
     text = info.read_text() if info.exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if "model name" in line]
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{names[0] if names else 'unknown CPU'}, {cores} usable cores"
+    name = fields.get("model name", "unknown CPU")
+    family = f" family {fields['cpu family']} model {fields['model']}" if "model" in fields else ""
+    return f"{name}{family}, {cores} usable cores"

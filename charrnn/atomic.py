@@ -4,7 +4,8 @@ Whole files (models, states, pages, metadata) are written to a temporary file
 in the same directory, fsynced and renamed over the target: a reader sees the
 old complete file or the new complete one. JSON-lines logs grow by appending
 whole lines instead (`LineLog`); their one reader, `read_json_lines`, drops
-a last line cut short, so an append is just as safe.
+a last line cut short, so an append is just as safe, and skips (and counts) a
+line damaged otherwise.
 """
 
 from __future__ import annotations
@@ -124,16 +125,53 @@ class LineLog:
         atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
-def read_json_lines(path: str | Path) -> list[dict]:
+def _json_lines(path: Path) -> list[tuple[bytes, object]]:
+    """Each line of a JSON-lines file (its bytes, without the newline) and its record;
+    the record is _DAMAGED where the line is not a JSON object. A last line without
+    its newline that is not one was cut short by a kill, and is left out."""
+    lines = path.read_bytes().split(b"\n")
+    parsed = [(line, _record(line)) for line in lines]
+    if parsed[-1][1] is _DAMAGED:  # b"" after the last newline, or a line cut short
+        parsed.pop()
+    return parsed
+
+
+def _record(line: bytes):
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return _DAMAGED
+    return record if isinstance(record, dict) else _DAMAGED
+
+
+_DAMAGED = object()  # a line that holds no record
+
+
+def read_json_lines(
+    path: str | Path, damaged: list[int] | None = None, valid=lambda record: True
+) -> list[dict]:
     """The records of a JSON-lines log; none when it is missing. A line cut short by a
-    kill, and anything after it, is dropped."""
+    kill (the last, without its newline) is dropped. A line that is not a JSON object,
+    or not `valid`, damaged by a disk or a person, is skipped and its number (from 1)
+    appended to `damaged`."""
     path = Path(path)
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+    for number, (_, record) in enumerate(_json_lines(path), start=1):
+        if record is not _DAMAGED and valid(record):
+            records.append(record)
+        elif damaged is not None:
+            damaged.append(number)
     return records
+
+
+def cut_json_lines(path: str | Path, keep) -> None:
+    """Rewrite a JSON-lines log atomically with the records for which `keep(record)`
+    holds. Damaged lines are kept as they are (they are someone's data, and nothing
+    says which step they belong to); a line cut short by a kill is dropped."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = [line for line, record in _json_lines(path) if record is _DAMAGED or keep(record)]
+    atomic_write_bytes(path, b"".join(line + b"\n" for line in kept))

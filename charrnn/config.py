@@ -9,6 +9,7 @@ No torch here, so `--help` is fast.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, replace
 
 from .errors import CharRNNError
@@ -136,6 +137,17 @@ HEAD_MAX_FRACTION = 1 / 8
 CLUSTER_GROWTH = 4
 PROJECTION_DIVISOR = 4
 
+# Upper bounds on a model's shape. Real models stay far below them; they exist so that a
+# damaged or hostile model file (which can say anything) is refused before its config
+# is used at all: a config is only compared with the file's tensors once it is within
+# them (model/modelfile.py), and the work that comparison takes grows with these.
+MAX_VOCAB = 0x110000  # every Unicode code point
+MAX_HIDDEN = 1 << 16  # one LSTM layer this wide is 64 GiB of weights (char-rnn used <= 1,024)
+MAX_EMBEDDING = 1 << 16
+MAX_LAYERS = 256
+# Tail clusters grow CLUSTER_GROWTH-fold, so even MAX_VOCAB symbols need fewer than 16.
+MAX_CLUSTERS = 32
+
 
 def frequency_order(counts) -> list[int]:
     """Vocabulary ids from the most to the least frequent (ties: the lower id first),
@@ -169,6 +181,12 @@ def adaptive_cutoffs(counts) -> tuple[int, ...]:
         cutoffs.append(end)
 
 
+def _shown(value) -> str:
+    """A value in an error line, cut short: it may come from a damaged file."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of a CharRNN. The defaults are the measured best for a few CPU minutes.
@@ -178,10 +196,10 @@ class ModelConfig:
 
     vocab_size: int = setting(0, "Characters in the vocabulary.", cli=False)
     cell: str = setting("lstm", "Recurrent cell.", choices=CELLS)
-    layers: int = setting(1, "Stacked recurrent layers.", minimum=1)
-    hidden: int = setting(384, "Hidden units per layer.", minimum=1)
+    layers: int = setting(1, "Stacked recurrent layers.", minimum=1, maximum=MAX_LAYERS)
+    hidden: int = setting(384, "Hidden units per layer.", minimum=1, maximum=MAX_HIDDEN)
     # small: a character needs few dimensions, and it cuts FLOPs
-    embedding: int = setting(64, "Character embedding size.", minimum=1)
+    embedding: int = setting(64, "Character embedding size.", minimum=1, maximum=MAX_EMBEDDING)
     dropout: float = setting(
         0.0,
         "Dropout between layers and before the output layer.",
@@ -202,19 +220,38 @@ class ModelConfig:
     cutoffs: tuple[int, ...] = setting((), "Adaptive softmax cluster boundaries.", cli=False)
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise CharRNNError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        for name in ("vocab_size", "layers", "hidden", "embedding"):
-            if getattr(self, name) < 1:
-                raise CharRNNError(f"{name} must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise CharRNNError("dropout must be in [0, 1)")
-        if self.output not in OUTPUTS:
+        if not isinstance(self.cell, str) or self.cell not in CELLS:
             raise CharRNNError(
-                f"unknown output {self.output!r}; choose one of {', '.join(OUTPUTS)}"
+                f"unknown cell {_shown(self.cell)}; choose one of {', '.join(CELLS)}"
             )
-        object.__setattr__(self, "cutoffs", tuple(int(c) for c in self.cutoffs))  # JSON lists
+        limits = {
+            "vocab_size": MAX_VOCAB,
+            "layers": MAX_LAYERS,
+            "hidden": MAX_HIDDEN,
+            "embedding": MAX_EMBEDDING,
+        }
+        for name, most in limits.items():
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise CharRNNError(f"{name} must be a whole number, not {_shown(value)}")
+            if not 1 <= value <= most:
+                raise CharRNNError(f"{name} must be between 1 and {most:,}, not {value:,}")
+            object.__setattr__(self, name, int(value))  # numpy integers become ints
+        if not isinstance(self.dropout, numbers.Real) or not 0.0 <= self.dropout < 1.0:
+            raise CharRNNError("dropout must be in [0, 1)")
+        if not isinstance(self.output, str) or self.output not in OUTPUTS:
+            raise CharRNNError(
+                f"unknown output {_shown(self.output)}; choose one of {', '.join(OUTPUTS)}"
+            )
         cutoffs = self.cutoffs
+        if (
+            not isinstance(cutoffs, (list, tuple))
+            or len(cutoffs) > MAX_CLUSTERS
+            or not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in cutoffs)
+        ):
+            raise CharRNNError(f"cutoffs must be a list of at most {MAX_CLUSTERS} whole numbers")
+        cutoffs = tuple(int(c) for c in cutoffs)  # JSON gives lists
+        object.__setattr__(self, "cutoffs", cutoffs)
         if cutoffs and self.output != "adaptive":
             raise CharRNNError("cutoffs are for the adaptive output layer only")
         bounds = (0, *cutoffs, self.vocab_size)

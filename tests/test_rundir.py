@@ -1,14 +1,19 @@
 """The run directory: claiming, publishing models, states, logs, finding a model's run."""
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
-from charrnn.config import ModelConfig
+from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.model.modelfile import load_model
 from charrnn.model.network import CharRNN
 from charrnn.text.vocab import Vocabulary
+from charrnn.training import checkpoint
 from charrnn.training.rundir import RunDir, find_run
+from charrnn.training.runtime import Runtime
+from charrnn.training.schedule import LoopState
 
 
 @pytest.fixture
@@ -21,7 +26,21 @@ VOCAB = Vocabulary(("a", "b", "c"))
 
 
 def save(run: RunDir, step: int, keep: int = 2) -> None:
-    run.save_state(step, {"loop": {"step": step}}, {"model.w": torch.full((1,), step)}, keep)
+    """A complete training state of a tiny model at `step`."""
+    model = CharRNN(ModelConfig(vocab_size=3, hidden=4, embedding=2))
+    runtime = Runtime()
+    meta = {
+        "model_config": model.config.to_dict(),
+        "train_config": asdict(TrainConfig()),
+        "corpus_dir": str(run.data_dir),
+        "vocab": list(VOCAB.chars),
+        "loop": asdict(LoopState(step=step)),
+    }
+    optimizer = torch.optim.AdamW(model.parameters())
+    meta, tensors = checkpoint.capture(
+        meta, model, optimizer, runtime.grad_scaler(), None, runtime.group, runtime.device
+    )
+    run.save_state(step, meta, tensors, keep)
 
 
 def test_a_run_is_refused_then_deleted_with_force(tmp_path, model):

@@ -350,7 +350,6 @@ def score(
     character (with --json: a "per_char" list per text). Colour follows the
     terminal; NO_COLOR=1 turns it off, FORCE_COLOR=1 on.
     """
-    from ..inference.score import score_text, score_texts, total
     from ..text.textfile import read_text
 
     if at_position is not None and not top:
@@ -365,6 +364,8 @@ def score(
     if lines_file is not None:
         items += [("line", line.rstrip("\r\n")) for line in lines_file]
     loaded = load_model_arg(model_path)
+    from ..inference.score import score_text, score_texts, total  # torch: after the checks
+
     if doc_file is not None:
         items.append(("file", sys.stdin.read() if doc_file == "-" else read_text(doc_file)))
     unknown = loaded.vocab.unknown_chars("".join(text for _, text in items))

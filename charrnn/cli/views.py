@@ -240,6 +240,8 @@ def info(path, html_file, as_json, quiet):
     from ..views.runinfo import run_info
 
     described = run_info(path or bundled_model())
+    for warning in described.warnings:
+        echo_err(f"warning: {warning}")
     if html_file:
         from ..views.html import info_report
 

@@ -50,7 +50,10 @@ class TextScore:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.nats_per_char) if self.chars else float("nan")
+        if not self.chars:
+            return float("nan")
+        # e^709.78 is the largest float: beyond it, a model that all but rules the text out
+        return math.exp(self.nats_per_char) if self.nats_per_char < 709.78 else math.inf
 
     def to_dict(self) -> dict:
         """JSON-ready; per-character figures are None for a text with no scored character."""

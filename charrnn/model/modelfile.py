@@ -2,9 +2,11 @@
 
 No pickle anywhere: the weights are raw tensors and everything else is JSON in
 the safetensors header, so opening a file from a stranger runs no code.
-`load_model` is the one loader behind sample, score and resume. It reads the
-weights into numpy and builds the torch module only when asked: sampling runs
-in numpy, and importing torch costs about a second.
+`load_model` is the one loader behind sample, score and resume. It checks what
+the header says (tensorfile.py: the file; here: the config's limits, the tensors'
+names, shapes and dtypes) before reading a weight, then maps the weights into
+numpy and builds the torch module only when asked: sampling runs in numpy, and
+importing torch costs about a second.
 
 Version 2 added the output layer to the model config (`output`, `cutoffs`) and,
 for an adaptive one, its frequency order (`head.order`, int64). A version-1 file
@@ -14,20 +16,20 @@ has neither: its output layer is a full softmax, and it loads as such.
 from __future__ import annotations
 
 import json
-import struct
+import math
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from safetensors.numpy import load as st_load
 
 from ..atomic import atomic_write_bytes
 from ..bundled import MODEL_NAMES, bundled_model_named
 from ..config import ModelConfig
-from ..errors import ModelFileError
+from ..errors import CharRNNError, ModelFileError
 from ..text.vocab import Vocabulary
+from .tensorfile import TensorEntry, read_header
 
 if TYPE_CHECKING:
     from .network import CharRNN
@@ -37,7 +39,12 @@ VERSION = 2
 READABLE = (1, 2)  # the model-file versions load_model reads
 ORDER = "head.order"  # the adaptive head's rank -> id permutation, int64; not a weight
 EXTENSION = ".safetensors"
-MAX_HEADER_BYTES = 16 << 20  # far above any real header; guards against garbage
+# A weight beyond this is refused on load: only a damaged file holds one (trained
+# weights are small; the bundled model's largest is 5.2). Within it every sum the
+# network makes stays far inside float32's range (the largest, an input weight times
+# an embedding weight over MAX_HIDDEN units: 1e4 * 1e4 * 65,536 ~ 7e12), so a model
+# that loads never samples or scores NaN.
+MAX_ABS_WEIGHT = 1e4
 
 
 @dataclass(eq=False)
@@ -123,68 +130,142 @@ def resolve_model_path(path: str | Path) -> Path:
     return path
 
 
-def read_metadata(
-    data: bytes, path: Path, fmt: str = FORMAT, versions: tuple[int, ...] = READABLE
-) -> dict:
-    """The JSON metadata of a safetensors file of charrnn format `fmt` and one of
-    `versions`, checked.
-
-    Reads only the header; anything that is not such a file (a pickle, random
-    bytes, a truncated file) is a one-line ModelFileError.
-    """
-    # safetensors layout: u64 little-endian header length, then a JSON header.
-    if len(data) < 8:
-        raise ModelFileError(f"{path}: not a charrnn file (too short)")
-    (length,) = struct.unpack("<Q", data[:8])
-    if length > min(MAX_HEADER_BYTES, len(data) - 8):
-        raise ModelFileError(f"{path}: not a charrnn file (no safetensors header)")
+def _json(raw: str, name: str, path: Path, what: str = "model"):
     try:
-        header = json.loads(data[8 : 8 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(f"{path}: not a charrnn file (bad header)") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or metadata.get("format") != fmt:
-        what = "model" if fmt == FORMAT else "training state"
-        raise ModelFileError(f"{path}: a safetensors file, but not a charrnn {what}")
-    if metadata.get("version") not in [str(v) for v in versions]:
-        readable = " or ".join(str(v) for v in versions)
+        return json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise ModelFileError(f"{path}: damaged {what} file ({name} is not JSON)") from None
+
+
+def config_from_fields(fields_, path: Path, what: str = "model") -> ModelConfig:
+    """The ModelConfig stored in a file (JSON fields), within config.py's limits
+    (MAX_HIDDEN, ...) and with its output layer decided; unknown fields are ignored."""
+    if not isinstance(fields_, dict):
+        raise ModelFileError(f"{path}: damaged {what} file (model config is not an object)")
+    known = {f.name for f in fields(ModelConfig)}
+    try:
+        config = ModelConfig(**{k: v for k, v in fields_.items() if k in known})
+    except CharRNNError as exc:
+        raise ModelFileError(f"{path}: damaged {what} file ({exc})") from None
+    if config.output == "auto":
+        raise ModelFileError(f"{path}: damaged {what} file (output layer not decided)")
+    if config.output == "adaptive" and not config.cutoffs:
+        raise ModelFileError(f"{path}: damaged {what} file (adaptive output layer without cutoffs)")
+    return config
+
+
+# The training facts views and commands read, and the JSON types they must have.
+INFO_TYPES = {
+    "step": int,
+    "chars_seen": int,
+    "train_chars": int,
+    "val_chars": int,
+    "val_nats": (int, float),
+    "train_config": dict,
+    "corpus": (str, type(None)),
+}
+
+
+def _info(raw: str, path: Path) -> dict:
+    info = _json(raw, "info", path)
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: damaged model file (info is not an object)")
+    for key, kind in INFO_TYPES.items():
+        value = info.get(key)
+        if key in info and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ModelFileError(
+                f"{path}: damaged model file (info {key} is {type(value).__name__})"
+            )
+    if not math.isfinite(info.get("val_nats", 0.0)):
+        raise ModelFileError(f"{path}: damaged model file (info val_nats is not finite)")
+    return info
+
+
+def _vocabulary(raw: str, path: Path) -> Vocabulary:
+    try:
+        return Vocabulary.from_json(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise ModelFileError(f"{path}: damaged model file (vocabulary is not JSON)") from None
+    except CharRNNError as exc:
+        raise ModelFileError(f"{path}: damaged model file ({exc})") from None
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) if shape else "a scalar"
+
+
+def check_tensors(
+    entries: dict[str, TensorEntry], expected: dict[str, tuple[int, ...]], path: Path, prefix=""
+) -> None:
+    """Refuse, in one line naming the first disagreement, tensors whose names, shapes or
+    dtypes (F32; I64 for the adaptive head's order) differ from `expected` (weight_shapes),
+    each name under `prefix`. Only the header is looked at."""
+    found = {k[len(prefix) :]: v for k, v in entries.items() if k.startswith(prefix)}
+    what = "weights do not match the model config"
+    missing = [k for k in expected if k not in found]
+    if missing:
+        raise ModelFileError(f"{path}: {what} (no tensor {prefix}{missing[0]})")
+    extra = [k for k in found if k not in expected]
+    if extra:
+        raise ModelFileError(f"{path}: {what} (unexpected tensor {prefix}{extra[0]})")
+    for name, shape in expected.items():
+        entry = found[name]
+        if entry.shape != shape:
+            raise ModelFileError(
+                f"{path}: {what} ({prefix}{name} is {_shape(entry.shape)} in the file, "
+                f"the config makes it {_shape(shape)})"
+            )
+        dtype = "I64" if name == ORDER else "F32"
+        if entry.dtype != dtype:
+            raise ModelFileError(f"{path}: {what} ({prefix}{name} is {entry.dtype}, not {dtype})")
+
+
+def check_finite(name: str, value: np.ndarray, path: Path, limit: float | None = None) -> None:
+    """Refuse a weight tensor holding NaN or infinity (or, given `limit`, a value beyond
+    it), naming it. min and max find both without allocating a copy."""
+    if not value.size:
+        return
+    low, high = float(value.min()), float(value.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ModelFileError(f"{path}: {name} holds non-finite values (NaN or infinity)")
+    if limit is not None and max(-low, high) > limit:
         raise ModelFileError(
-            f"{path}: file version {metadata.get('version')!r}; "
-            f"this charrnn reads version {readable}"
+            f"{path}: {name} holds {max(-low, high):.3g}, beyond any trained model's weights "
+            f"(at most {limit:g} here)"
         )
-    return metadata
 
 
 def load_model(path: str | Path) -> LoadedModel:
     """Load a model file (or a run directory's best model): its weights as numpy
-    arrays, checked against its config; `.model` builds the torch module."""
+    arrays, checked against its config; `.model` builds the torch module.
+
+    Everything is checked before a weight is read: the header against the file
+    (tensorfile.read_header), the config against config.py's limits, the tensors'
+    names, shapes and dtypes against the config. Then the weights are read, mapped
+    from the file, and must be finite and within MAX_ABS_WEIGHT.
+    """
     path = resolve_model_path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
-    metadata = read_metadata(data, path)
-    try:
-        raw_config = json.loads(metadata["model_config"])
-        known = {f.name for f in fields(ModelConfig)}
+    header = read_header(path, FORMAT, READABLE, "model")
+    metadata = header.metadata
+    for key in ("model_config", "vocab"):
+        if key not in metadata:
+            raise ModelFileError(f"{path}: damaged model file (no {key})")
+    raw_config = _json(metadata["model_config"], "model config", path)
+    if isinstance(raw_config, dict):
         raw_config.setdefault("output", "softmax")  # version 1: always a full softmax
-        config = ModelConfig(**{k: v for k, v in raw_config.items() if k in known})
-        vocab = Vocabulary.from_json(metadata["vocab"])
-        info = json.loads(metadata.get("info", "{}"))
-        tensors = st_load(data)
-    except Exception as exc:  # bad JSON, bad fields, or safetensors' own error type
-        raise ModelFileError(f"{path}: damaged model file ({exc})") from None
+    config = config_from_fields(raw_config, path)
+    vocab = _vocabulary(metadata["vocab"], path)
+    info = _info(metadata.get("info", "{}"), path)
     if len(vocab) != config.vocab_size:
-        raise ModelFileError(f"{path}: vocabulary and model config disagree")
-    if config.output == "auto":
-        raise ModelFileError(f"{path}: damaged model file (output layer not decided)")
-    expected = weight_shapes(config)
-    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k] for k in expected):
-        raise ModelFileError(f"{path}: weights do not match the model config")
-    weights = {
-        k: np.ascontiguousarray(v, dtype=np.int64 if k == ORDER else np.float32)
-        for k, v in tensors.items()
-    }
+        raise ModelFileError(
+            f"{path}: vocabulary and model config disagree "
+            f"({len(vocab)} characters, vocab_size {config.vocab_size})"
+        )
+    check_tensors(header.entries, weight_shapes(config), path)
+    weights = header.read("numpy")
+    for name, value in weights.items():
+        if name != ORDER:
+            check_finite(name, value, path, MAX_ABS_WEIGHT)
     if ORDER in weights and not np.array_equal(np.sort(weights[ORDER]), np.arange(len(vocab))):
         raise ModelFileError(f"{path}: damaged model file (order is not a permutation)")
     return LoadedModel(config, vocab, info, path, weights)

@@ -61,6 +61,9 @@ class Vocabulary:
             raise CharRNNError(f"unknown normalization {self.normalization!r}")
         # Derived lookup tables; object.__setattr__ because the dataclass is frozen.
         points = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        if ((points >= 0xD800) & (points <= 0xDFFF)).any():
+            # Half of a UTF-16 pair: no text holds one, and it cannot be printed.
+            raise CharRNNError("vocabulary entries must not be surrogate code points")
         # Dense code point -> id table (-1: not in the vocabulary); at most 1.1M entries.
         # Encoding is then one gather per character, fast enough for gigabytes.
         table = np.full(int(points.max()) + 2, -1, dtype=np.int32)

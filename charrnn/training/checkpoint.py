@@ -10,21 +10,26 @@ Nothing is pickled, and files are written atomically (see atomic.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..atomic import atomic_write_bytes
+from ..config import ModelConfig, TrainConfig
 from ..errors import CharRNNError, ModelFileError
-from ..model.modelfile import read_metadata
+from ..model.modelfile import ORDER, check_finite, check_tensors, config_from_fields, weight_shapes
 from ..model.network import select_state
+from ..model.tensorfile import read_header
+from ..text.corpus import PreparedCorpus, load_prepared
+from .schedule import LoopState
 
 if TYPE_CHECKING:
     from .runtime import ProcessGroup
@@ -34,6 +39,8 @@ FORMAT = "charrnn-train-state"
 # `model.head.order`. Version 1 states (a full softmax) still resume.
 VERSION = 2
 READABLE = (1, 2)
+_OPTIM_NAME = re.compile(r"^optim\.(\d+)\.(step|exp_avg|exp_avg_sq)$")
+_RNG_NAME = re.compile(r"^rng\.(torch|torch\.rank[1-9]\d*|cuda\.rank\d+)$")
 
 
 @dataclass
@@ -171,6 +178,29 @@ def restore(
     return parts if len(parts) == 2 else parts[0]
 
 
+def prepared_corpus(state: TrainingState) -> PreparedCorpus:
+    """The prepared corpus `state` was trained on, as it was: refused in one line when
+    it is gone, or changed since (its fingerprint, or for older states its vocabulary,
+    differs), so that a resume never trains on other data without saying so."""
+    directory = Path(state.meta["corpus_dir"])
+    step = state.meta["loop"].get("step", 0)
+    if not (directory / "meta.json").is_file() or not (directory / "ids.npy").is_file():
+        raise CharRNNError(
+            f"{directory}: the run's prepared corpus is gone (deleted or moved); "
+            "resuming needs the text it was trained on"
+        )
+    corpus = load_prepared(directory)
+    recorded = state.meta.get("corpus_sha256")
+    if list(corpus.vocab.chars) != state.meta["vocab"] or (
+        recorded is not None and recorded != corpus.fingerprint
+    ):
+        raise CharRNNError(
+            f"{directory}: the prepared corpus changed since the run's state at step {step} "
+            "was saved; resuming would train on other data (start a new run instead)"
+        )
+    return corpus
+
+
 def save_state(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
     """Write a state file atomically; refuse non-finite weights."""
     for name, value in tensors.items():
@@ -185,18 +215,161 @@ def save_state(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> None
     atomic_write_bytes(path, st_save(tensors, metadata=metadata))
 
 
+def _typed(cls, values, path: Path, name: str):
+    """`cls(**values)` for a dataclass of plain fields, each of its default's type (a
+    float field takes an int; None where the default is None), else one line."""
+
+    def damaged(reason: str) -> ModelFileError:
+        return ModelFileError(f"{path}: damaged training state file ({name}: {reason})")
+
+    if not isinstance(values, dict):
+        raise damaged("not an object")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in known:
+            raise damaged(f"unknown field {key!r}"[:80])
+        default = known[key].default
+        kinds = (int, float) if isinstance(default, float) else (type(default),)
+        if default is None:  # LoopState.best_nats: a loss, once there is one
+            kinds = (int, float, type(None))
+        if not isinstance(value, kinds) or (isinstance(value, bool) != isinstance(default, bool)):
+            raise damaged(f"{key} is {type(value).__name__}")
+    try:
+        return cls(**values)
+    except (CharRNNError, TypeError, ValueError) as exc:
+        raise damaged(str(exc)) from None
+
+
+def _check_optimizer(groups, shapes: list[tuple[int, ...]], entries, path: Path) -> None:
+    """AdamW's one parameter group over the model's parameters, and per parameter
+    either no moments yet (a state saved before the first step) or step, exp_avg and
+    exp_avg_sq of the parameter's shape."""
+    damaged = f"{path}: damaged training state file"
+    if (
+        not isinstance(groups, list)
+        or not all(isinstance(g, dict) for g in groups)
+        or [g.get("params") for g in groups] != [list(range(len(shapes)))]
+    ):
+        raise ModelFileError(f"{damaged} (optimizer groups do not fit the model)")
+    for key in ("lr", "eps", "weight_decay", "initial_lr"):
+        value = groups[0].get(key, 0.0)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ModelFileError(f"{damaged} (optimizer {key} is {type(value).__name__})")
+    found: dict[int, set[str]] = {}
+    for name, entry in entries.items():
+        match = _OPTIM_NAME.match(name)
+        if name.startswith("optim.") and not match:
+            raise ModelFileError(f"{damaged} (unexpected tensor {name})"[:200])
+        if not match:
+            continue
+        index, key = int(match.group(1)), match.group(2)
+        if index >= len(shapes):
+            raise ModelFileError(f"{damaged} (tensor {name} has no parameter)")
+        shape = () if key == "step" else shapes[index]
+        if entry.shape != shape or entry.dtype != "F32":
+            raise ModelFileError(f"{damaged} (tensor {name} does not fit its parameter)")
+        found.setdefault(index, set()).add(key)
+    if any(keys != {"step", "exp_avg", "exp_avg_sq"} for keys in found.values()):
+        raise ModelFileError(f"{damaged} (optimizer moments incomplete)")
+
+
+def _check_state_tensors(
+    meta: dict, config: ModelConfig, train: TrainConfig, entries, path: Path
+) -> None:
+    """The tensors a state of this config must hold, checked from the header alone."""
+    damaged = f"{path}: damaged training state file"
+    expected = weight_shapes(config)
+    check_tensors(entries, expected, path, prefix="model.")
+    params = [shape for name, shape in expected.items() if name != ORDER]
+    _check_optimizer(meta["optim_groups"], params, entries, path)
+    carried = (config.layers, train.batch_size, config.hidden)  # all ranks' streams
+    parts = [f"hidden.{i}" for i in range(2 if config.cell == "lstm" else 1)]
+    present = [name for name in parts if name in entries]
+    if present and present != parts:
+        raise ModelFileError(f"{damaged} (carried state incomplete)")
+    for name, entry in entries.items():
+        if name.startswith(("model.", "optim.")):
+            continue
+        if name in parts:
+            fits = entry.shape == carried and entry.dtype == "F32"
+        elif name == "rng.numpy_keys":
+            fits = entry.shape == (624,) and entry.dtype == "I64"
+        elif _RNG_NAME.match(name):
+            fits = len(entry.shape) == 1 and entry.dtype == "U8"
+        else:
+            raise ModelFileError(f"{damaged} (unexpected tensor {name})"[:200])
+        if not fits:
+            raise ModelFileError(f"{damaged} (tensor {name} is {entry.dtype} {list(entry.shape)})")
+    for name in ("rng.torch", "rng.numpy_keys"):
+        if name not in entries:
+            raise ModelFileError(f"{damaged} (no tensor {name})")
+
+
+def _check_rng(meta: dict, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Set each stored RNG state on a throwaway generator: what would fail on resume
+    fails here, as one line."""
+    try:
+        version, internal, gauss = meta["rng"]["python"]
+        random.Random().setstate((version, tuple(internal), gauss))
+        kind, pos, has_gauss, cached = meta["rng"]["numpy"]
+        keys = tensors["rng.numpy_keys"].numpy().astype(np.uint32)
+        np.random.RandomState().set_state((kind, keys, pos, has_gauss, cached))
+        for name, value in tensors.items():
+            if name.startswith("rng.torch"):
+                torch.Generator().set_state(value)
+    except Exception:  # any shape, type or value a generator refuses
+        raise ModelFileError(f"{path}: damaged training state file (RNG state)") from None
+
+
+# The JSON parts of a state, each of the type it must have.
+META_TYPES = {
+    "model_config": dict,
+    "train_config": dict,
+    "loop": dict,
+    "vocab": list,
+    "corpus_dir": str,
+    "corpus_sha256": (str, type(None)),  # the prepared corpus's fingerprint (older: none)
+    "run_id": (str, type(None)),  # the run that wrote it (rundir.py; older: none)
+    "optim_groups": list,
+    "rng": dict,
+}
+
+
 def load_state(path: Path) -> TrainingState:
-    """Read one state file; any damage is a ModelFileError with one line."""
+    """Read one state file; any damage is a ModelFileError with one line.
+
+    As for model files (modelfile.load_model), everything the header says is checked
+    before a tensor is read: the configs, and every tensor's name, shape and dtype
+    against the model config. The weights, optimizer moments and carried state read
+    must be finite.
+    """
+    header = read_header(path, FORMAT, READABLE, "training state")
+    damaged = f"{path}: damaged training state file"
+    if "state" not in header.metadata:
+        raise ModelFileError(f"{damaged} (no state)")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
-    metadata = read_metadata(data, path, FORMAT, READABLE)
-    try:
-        meta = json.loads(metadata["state"])
-        if metadata["version"] == "1" and "model_config" in meta:
-            meta["model_config"].setdefault("output", "softmax")  # always a full softmax
-        tensors = st_load(data)
-    except Exception as exc:  # safetensors raises its own error type on bad data
-        raise ModelFileError(f"{path}: damaged training state ({exc})") from None
+        meta = json.loads(header.metadata["state"])
+    except (json.JSONDecodeError, RecursionError):
+        raise ModelFileError(f"{damaged} (state is not JSON)") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{damaged} (state is not an object)")
+    for key, kind in META_TYPES.items():
+        if not isinstance(meta.get(key), kind):
+            raise ModelFileError(f"{damaged} ({key} missing or of the wrong type)")
+    if header.metadata["version"] == "1":
+        meta["model_config"].setdefault("output", "softmax")  # always a full softmax
+    config = config_from_fields(meta["model_config"], path, "training state")
+    train = _typed(TrainConfig, meta["train_config"], path, "train config")
+    _typed(LoopState, meta["loop"], path, "loop")
+    if (
+        not all(isinstance(c, str) for c in meta["vocab"])
+        or len(meta["vocab"]) != config.vocab_size
+    ):
+        raise ModelFileError(f"{damaged} (vocabulary does not fit the model config)")
+    _check_state_tensors(meta, config, train, header.entries, path)
+    tensors = header.read("pt")
+    for name, value in tensors.items():
+        if name.startswith(("model.", "optim.", "hidden.")) and value.is_floating_point():
+            check_finite(name, value.numpy(), path)
+    _check_rng(meta, tensors, path)
     return TrainingState(meta, tensors, path)

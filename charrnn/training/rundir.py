@@ -6,17 +6,28 @@
     RUN/metrics.jsonl                         one line per validation
     RUN/steps.jsonl                           one line per step: step, loss, lr
     RUN/data/                                 the prepared corpus, when train made it
+    RUN/run.json                              the run's id, given when it was claimed
 
 Writes go through atomic.py; what a state file holds is checkpoint.py's business.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import shutil
+import uuid
 from pathlib import Path
 
-from ..atomic import LineLog, atomic_link, read_json_lines, remove_temporaries
+from ..atomic import (
+    LineLog,
+    atomic_link,
+    atomic_write_bytes,
+    cut_json_lines,
+    read_json_lines,
+    remove_temporaries,
+)
 from ..errors import CharRNNError, ModelFileError
 from ..model.modelfile import EXTENSION, save_model
 from . import checkpoint
@@ -26,6 +37,7 @@ STEP_LOG = "steps.jsonl"  # one line per step: step, loss, lr
 STATE_DIR = "state"  # training states
 MODELS_DIR = "models"  # model files named by step and validation loss
 DATA_DIR = "data"  # the prepared corpus
+RUN_FILE = "run.json"  # {"run_id": ...}: recorded in every state, so a stranger's is known
 _STATE_NAME = re.compile(r"^step-(\d+)\.safetensors$")
 
 
@@ -68,6 +80,25 @@ class RunDir:
     def step_log(self) -> Path:
         return self.path / STEP_LOG
 
+    @property
+    def run_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def run_id(self) -> str | None:
+        """The id this directory's run was given when claimed (None: an older run, or
+        the file is gone or damaged)."""
+        try:
+            run_id = json.loads(self.run_file.read_text(encoding="utf-8")).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return run_id if isinstance(run_id, str) else None
+
+    def _new_run_id(self) -> str:
+        run_id = uuid.uuid4().hex
+        atomic_write_bytes(self.run_file, json.dumps({"run_id": run_id}).encode())
+        return run_id
+
     # -- claiming ---------------------------------------------------------------
     def holds_run(self) -> bool:
         """Whether a run has written models or states here."""
@@ -94,6 +125,7 @@ class RunDir:
                 path.unlink(missing_ok=True)
             for folder in (self.state_dir, self.models_dir):
                 shutil.rmtree(folder, ignore_errors=True)
+        self._new_run_id()
 
     def tidy(self) -> int:
         """Create the directory; delete temporaries left by a killed writer (how many)."""
@@ -127,11 +159,22 @@ class RunDir:
                     skipped.append(str(exc))
         return None
 
+    def check_own(self, state: checkpoint.TrainingState) -> None:
+        """Refuse a state that another run wrote (copied in by hand, say): resuming
+        from it would continue that run's weights over this run's logs and models."""
+        own, recorded = self.run_id, state.meta.get("run_id")
+        if own and recorded and own != recorded:
+            raise CharRNNError(
+                f"{state.path}: a training state of another run (run id {str(recorded)[:8]}, "
+                f"not this run's {own[:8]}); move it out of {self.state_dir} to resume"
+            )
+
     def save_state(self, step: int, meta: dict, tensors: dict, keep: int) -> Path:
-        """Write the state of `step` (the step log first, so that it covers the state),
-        then delete all but the `keep` newest states."""
+        """Write the state of `step`, with the run's id (the step log first, so that
+        it covers the state), then delete all but the `keep` newest states."""
         self._steps.flush()
         path = self.state_path(step)
+        meta = {**meta, "run_id": self.run_id or self._new_run_id()}
         checkpoint.save_state(path, meta, tensors)
         for old in self.state_files()[max(keep, 1) :]:
             old.unlink(missing_ok=True)
@@ -172,22 +215,57 @@ class RunDir:
     def close(self) -> None:
         self._steps.close()
 
-    def metrics(self) -> list[dict]:
-        """The validation records, keeping only records that name their step."""
-        records = read_json_lines(self.metrics_log)
-        return [r for r in records if isinstance(r, dict) and isinstance(r.get("step"), int)]
+    def metrics(self, damaged: list[int] | None = None) -> list[dict]:
+        """The validation records; the numbers of damaged lines (skipped) go to `damaged`."""
+        return read_json_lines(self.metrics_log, damaged, _is_metrics_record)
 
-    def steps(self) -> list[dict]:
-        return read_json_lines(self.step_log)
+    def steps(self, damaged: list[int] | None = None) -> list[dict]:
+        return read_json_lines(self.step_log, damaged, _has_step)
+
+    def damaged_logs(self, steps: bool = True) -> list[str]:
+        """One line per log (the metrics log, and with `steps` the step log) with
+        damaged lines: which, and that they are skipped."""
+        logs = [(self.metrics_log, self.metrics)] + [(self.step_log, self.steps)] * steps
+        messages = []
+        for path, read in logs:
+            damaged: list[int] = []
+            read(damaged)
+            if damaged:
+                shown = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
+                messages.append(
+                    f"{path}: {len(damaged)} damaged line(s) skipped (line {shown}); "
+                    "they stay in the file"
+                )
+        return messages
 
     def cut_logs(self, step: int, metrics: bool = True) -> None:
         """Drop the records of steps after `step`: they belong to steps that will be
-        redone (a resume, or a rollback; the latter keeps its validations)."""
+        redone (a resume, or a rollback; the latter keeps its validations). Damaged
+        lines stay (atomic.cut_json_lines)."""
         self._steps.close()  # its buffered lines are part of the log to cut
-        logs = [self._steps] + ([LineLog(self.metrics_log)] if metrics else [])
-        for log in logs:
-            if log.path.exists():
-                log.rewrite([r for r in read_json_lines(log.path) if r["step"] <= step])
+        for path in [self.step_log] + ([self.metrics_log] if metrics else []):
+            cut_json_lines(path, lambda r: not _has_step(r) or r["step"] <= step)
+
+
+def _has_step(record: dict) -> bool:
+    step = record.get("step")
+    return isinstance(step, int) and not isinstance(step, bool) and step >= 0
+
+
+# The figures of a validation record (trainer.py), each a number or null.
+_METRICS_FIGURES = ("time", "train_loss", "val_loss", "val_bpc", "lr", "chars_per_s", "epoch")
+
+
+def _is_metrics_record(record: dict) -> bool:
+    """A validation record that views can show: a step, and its figures numbers or null."""
+    figures = (record.get(k) for k in _METRICS_FIGURES)
+    return _has_step(record) and all(
+        value is None
+        or (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
+        for value in figures
+    )
 
 
 def find_run(path: str | Path, model_path: str | Path) -> RunDir | None:

@@ -31,7 +31,8 @@ from ..config import (
     train_config,
 )
 from ..errors import CharRNNError
-from ..text.corpus import PreparedCorpus, corpus_warnings, load_prepared, prepare
+from ..text.corpus import PreparedCorpus, corpus_warnings, prepare
+from . import checkpoint
 from .initfrom import (
     InitModel,
     carried_weights,
@@ -236,9 +237,8 @@ def resume_run(
         reason = f" ({skipped[0]})" if skipped else ""
         raise CharRNNError(f"{rundir.path}: no training state to resume from{reason}")
     meta = state.meta
-    corpus = load_prepared(meta["corpus_dir"])
-    if list(corpus.vocab.chars) != meta["vocab"]:
-        raise CharRNNError(f"{meta['corpus_dir']}: the prepared corpus changed since the run")
+    rundir.check_own(state)
+    corpus = checkpoint.prepared_corpus(state)  # the same data, or one error line
     config = replace(TrainConfig(**meta["train_config"]), **changes)
     trainer = Trainer(
         corpus, ModelConfig(**meta["model_config"]), config, rundir, reporter, runtime
@@ -250,6 +250,8 @@ def resume_run(
         trainer.extend(peak_ratio)
     for message in skipped:
         reporter.on_fault(f"skipped a damaged training state: {message}")
+    for message in rundir.damaged_logs():
+        reporter.on_warning(message)
     step = trainer.loop.step
     if runtime.group.is_main:
         rundir.cut_logs(step)  # they go on from the state's step

@@ -175,6 +175,7 @@ class Trainer:
             "model_config": asdict(self.model_config),
             "train_config": asdict(self.config),
             "corpus_dir": str(self.corpus.directory.resolve()),
+            "corpus_sha256": self.corpus.fingerprint,  # checked on resume
             "vocab": list(self.corpus.vocab.chars),
             "loop": asdict(loop),
             "runtime": self.runtime.describe(),  # for the record; a resume may change it

@@ -16,7 +16,10 @@ SCORE_HEADER = (
 
 
 def score_row(score: TextScore, label: str) -> str:
-    """One row under SCORE_HEADER."""
+    """One row under SCORE_HEADER; a text with no character scored has no per-character
+    figures ("-"), rather than NaN."""
+    if not score.chars:
+        return f"{'-':>9} {'-':>9} {'-':>10} {0:8d} {score.log_prob:11.2f}  {label}"
     return (
         f"{score.bits_per_char:9.4f} {score.nats_per_char:9.4f} {score.perplexity:10.3f} "
         f"{score.chars:8d} {score.log_prob:11.2f}  {label}"

@@ -4,7 +4,7 @@ run's validation history (RUN/metrics.jsonl, read through training/rundir.py). N
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ModelConfig
@@ -18,6 +18,7 @@ class RunInfo:
     loaded: LoadedModel
     metrics_path: Path | None  # the run's metrics log, where one was found
     history: list[dict]  # one record per validation: step, train_loss, val_loss, ...
+    warnings: list[str] = field(default_factory=list)  # damaged lines skipped in the log
 
     @property
     def best_val_nats(self) -> float | None:
@@ -112,4 +113,4 @@ def run_info(path: str | Path) -> RunInfo:
     run = find_run(path, loaded.path)
     if run is None:
         return RunInfo(loaded, None, [])
-    return RunInfo(loaded, run.metrics_log, run.metrics())
+    return RunInfo(loaded, run.metrics_log, run.metrics(), run.damaged_logs(steps=False))
