@@ -128,7 +128,9 @@ ADAPTIVE_MIN_CHARS_PER_SYMBOL = 100
 # (each character then usually needs the head alone), at least HEAD_MIN symbols
 # (below that the clusters' overhead outweighs what they save), at most
 # V * HEAD_MAX_FRACTION (the head's hidden x head product is the cost that remains).
-HEAD_SHARE = 0.9
+# manpages-zh, 90 s, Zen 3: a head for 80% of the text (144 symbols) trained at 18,238
+# chars/s to 2.4947 nats/char, one for 90% (318) at 17,233 to 2.5126 (BENCHMARKS.md).
+HEAD_SHARE = 0.8
 HEAD_MIN = 64
 HEAD_MAX_FRACTION = 1 / 8
 # Tail cluster k has CLUSTER_GROWTH**k times the head's size (the last one takes

@@ -68,8 +68,8 @@ def test_cutoffs_follow_the_frequencies_within_their_bounds():
     assert cutoffs == (337, 337 + 4 * 337)  # head capped at V/8; clusters grow 4x
     concentrated = [10**6] * 10 + [1] * 2690  # 10 symbols are the text: the head's minimum
     assert adaptive_cutoffs(concentrated)[0] == HEAD_MIN
-    middle = [1000] * 100 + [1] * 2600  # 90% of the 102,600 characters: 93 symbols
-    assert adaptive_cutoffs(middle)[0] == 93
+    middle = [1000] * 100 + [1] * 2600  # 80% of the 102,600 characters: 83 symbols
+    assert adaptive_cutoffs(middle)[0] == 83
     assert adaptive_cutoffs([5, 1, 3, 9]) == (2,)  # tiny alphabets: half in the head
 
 
