@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     models = {name: load_model(name) for name in (args.model, args.against)}
     speeds: dict[str, list[float]] = {name: [] for name in models}
-    for name, loaded in models.items():  # a first draw each, not counted: caches, thread pools
+    for loaded in models.values():  # a first draw each, not counted: caches, thread pools
         chars_per_s(loaded, 200, 0, args.threads)
     for round_ in range(args.rounds):
         for name, loaded in models.items():

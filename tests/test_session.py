@@ -1,5 +1,6 @@
 """Starting a run from Python and from the CLI: the same defaults, errors before advice."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ from click.testing import CliRunner
 from helpers import fails, ok, tiny_train_args
 
 from charrnn.cli import cli
-from charrnn.config import SMALL_TEXT_DROPOUT, TrainConfig
+from charrnn.config import SMALL_TEXT_DROPOUT, SMALL_TEXT_PATIENCE, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.model.modelfile import load_model
 from charrnn.training.runtime import Runtime
@@ -38,16 +39,27 @@ def test_python_gets_the_dropout_default_of_the_cli(tmp_path, tiny_corpus_file):
     )
     dropout = trainer.model_config.dropout
     assert dropout == load_model(cli_run).config.dropout == SMALL_TEXT_DROPOUT
-    assert len(told.notes) == 1 and told.notes[0].startswith(f"dropout {dropout}")
+    # A text this small for the model also stops early by default, as through the CLI.
+    assert len(told.notes) == 2 and told.notes[0].startswith(f"dropout {dropout}")
+    assert told.notes[1].startswith(f"patience {SMALL_TEXT_PATIENCE}:")
+    assert trainer.config.patience == SMALL_TEXT_PATIENCE
+    assert load_model(cli_run).info["train_config"]["patience"] == SMALL_TEXT_PATIENCE
     given = start_run(
         tiny_corpus_file,
         tmp_path / "given",
         model={**LARGE, "dropout": 0.0},
-        train=TINY,
+        train=replace(TINY, patience=2),
         runtime=Runtime(),
         reporter=(quiet := Told()),
     )
-    assert given.model_config.dropout == 0.0 and quiet.notes == []
+    assert given.model_config.dropout == 0.0 and given.config.patience == 2
+    assert quiet.notes == []
+
+
+def test_a_large_text_trains_to_its_budget_unless_patience_is_given(tmp_path, tiny_corpus_file):
+    small_model = {"hidden": 16, "embedding": 4}  # ~1,700 recurrent parameters: not small
+    trainer = start_run(tiny_corpus_file, tmp_path / "a", model=small_model, train=TINY)
+    assert trainer.config.patience == 0
 
 
 def test_one_call_trains_into_runs_named_after_the_corpus(tmp_path, tiny_corpus_file, monkeypatch):

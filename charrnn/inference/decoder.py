@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from ..model.network import CharRNN, State
 
 NOISE_BLOCK = 256  # steps of Gumbel noise drawn at once
-MAX_TRIES = 8  # rejection tries per row before an adaptive draw computes every cluster
 
 
 def _array(tensor) -> np.ndarray:
@@ -278,12 +277,14 @@ class ClusterDraw:
     0 < T <= 1, no top-k / top-p (`_draw`): with a = 1/T, p_T(s) ∝ p(s)^a. The
     head's entries (frequent symbols, then one per cluster c) are drawn from
     softmax(a * head logits) by the Gumbel-max trick; a frequent symbol is kept;
-    a cluster c is then drawn within, from p(s | c)^a / Z_c with
+    for a cluster c, a symbol within it is drawn from p(s | c)^a / Z_c, where
     Z_c = sum over c of p(s | c)^a <= 1, and kept with probability Z_c. A kept
     s in c was drawn with probability ∝ p(c)^a Z_c p(s | c)^a / Z_c = p(s)^a,
-    a frequent symbol with ∝ p(s)^a: exactly p_T. At T = 1, Z_c = 1: the plain
-    two-level draw. A rejected row draws again; one still rejected after
-    MAX_TRIES takes the all-clusters draw, which keeps the result exact.
+    a frequent symbol with ∝ p(s)^a: exactly p_T. A rejected row draws again
+    with c's entry weighted by the Z_c now known (adaptive rejection: every
+    proposal bounds the target, and c is then kept whenever drawn), so a row
+    computes each cluster at most twice and draws at most clusters + 1 times.
+    At T = 1, Z_c = 1: the plain two-level draw.
     T > 1, or top-k / top-p: p_T needs every cluster's normaliser of
     p(s | c)^(1/T), so all clusters are computed (`_from_all_clusters`).
     T = 0: the most probable symbol.
@@ -312,25 +313,32 @@ class ClusterDraw:
         picked = (head + self.noise.next(head.shape)).argmax(axis=-1)  # (B,) head entries
         if picked.max() < decoder.shortlist:  # frequent symbols only (the common case)
             return picked
+        # Per row and cluster: log Z_c once computed, else its bound 0 (Z_c <= 1).
+        log_z = np.zeros((len(x), len(decoder.tails)))
+        known = np.zeros(log_z.shape, bool)
         pending = np.arange(len(x))
-        for _ in range(MAX_TRIES):
+        while True:
             cluster = picked[pending] - decoder.shortlist
             rejected = []
             for k in np.unique(cluster[cluster >= 0]).tolist():
                 rows = pending[cluster == k]
-                within, log_z = _tempered_draw(
+                within, rows_log_z = _tempered_draw(
                     decoder.cluster_logits(k, x[rows]), a, self.rng.random(len(rows))
                 )
                 picked[rows] = decoder.cutoffs[k] + within
-                if a != 1.0:
-                    rejected.append(rows[self.rng.random(len(rows)) >= np.exp(log_z)])
+                if a == 1.0:
+                    continue
+                # Proposed with the bound: kept with probability Z_c; with Z_c known: kept.
+                kept = known[rows, k] | (self.rng.random(len(rows)) < np.exp(rows_log_z))
+                known[rows, k], log_z[rows, k] = True, rows_log_z
+                rejected.append(rows[~kept])
             pending = np.concatenate(rejected) if rejected else pending[:0]
             if not len(pending):
                 return picked
-            noise = self.noise.fresh((len(pending), head.shape[1]))
-            picked[pending] = (head[pending] + noise).argmax(axis=-1)
-        picked[pending] = self._from_all_clusters(x[pending], head[pending])
-        return picked
+            retry = head[pending]  # (P, H0 + clusters): known clusters at their exact weight
+            retry[:, decoder.shortlist :] += self.temperature * log_z[pending]
+            retry += self.noise.fresh(retry.shape)
+            picked[pending] = retry.argmax(axis=-1)
 
     def _from_all_clusters(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
         """Ranks drawn from every cluster's log-probabilities in frequency-rank order,

@@ -25,6 +25,7 @@ from ..config import (
     RuntimeConfig,
     TrainConfig,
     default_dropout,
+    default_patience,
     frequency_order,
     memorising_parameter_count,
     size_advice,
@@ -115,6 +116,23 @@ def fine_tuned_model_config(
     return config, note
 
 
+def _patience_for(
+    train: TrainConfig, config: ModelConfig, train_chars: int
+) -> tuple[TrainConfig, str | None]:
+    """`train` with its patience decided when not given (config.default_patience), and
+    a note when early stopping was decided here."""
+    if train.patience is not None:
+        return train, None
+    patience = default_patience(config, train_chars)
+    note = (
+        f"patience {patience}: training stops after {patience} validations in a row "
+        "without improvement, as the text is small for the model (--patience 0: never)"
+        if patience
+        else None
+    )
+    return replace(train, patience=patience), note
+
+
 def _runtime(runtime: Runtime | RuntimeConfig | None) -> Runtime:
     if isinstance(runtime, Runtime):
         return runtime
@@ -146,7 +164,9 @@ def start_run(
     `data` and `train` default to their configs' defaults; `model` holds
     ModelConfig settings but vocab_size; a dropout that is missing or
     None is config.default_dropout's (SMALL_TEXT_DROPOUT for a text short for the
-    model's recurrent layers, else 0). An old run in `out` is refused, or with `force` deleted.
+    model's recurrent layers, else 0), and a `train.patience` of None
+    config.default_patience's (SMALL_TEXT_PATIENCE for such a text). An old run
+    in `out` is refused, or with `force` deleted.
     `runtime` is a started Runtime, or the RuntimeConfig to start one from (None:
     the defaults, as `charrnn train`; under torchrun, `trainer.runtime.close()` at
     the end leaves the process group). `progress(n)` hears of bytes preprocessed.
@@ -183,6 +203,7 @@ def start_run(
     else:
         config, note = fine_tuned_model_config(source, model, prepared)
         order = None  # an adaptive head's comes with the carried weights
+    train, patience_note = _patience_for(train, config, len(prepared.train))
     trainer = Trainer(prepared, config, train, rundir, reporter, runtime, order=order)
     if source is not None:
         trainer.model.load_state_dict(carried_weights(source, prepared.vocab))
@@ -191,8 +212,9 @@ def start_run(
     if group.is_main:
         for warning in corpus_warnings(prepared):
             reporter.on_warning(warning)
-        if note:
-            reporter.on_note(note)
+        for message in (note, patience_note):
+            if message:
+                reporter.on_note(message)
         # The advice is to change --hidden: not an option when the model fixes it.
         advice = size_advice(config, len(prepared.train)) if source is None else None
         if advice:
