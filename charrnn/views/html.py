@@ -272,24 +272,37 @@ def loss_svg(history: list[dict], width: int = 720, height: int = 360) -> str:
 def info_report(title: str, about: list[tuple[str, str]], history: list[dict]) -> str:
     body = [summary_table(about), "<h2>Training curves</h2>", loss_svg(history)]
     if history:
-        head = "".join(f"<th>{escape(k)}</th>" for k in ("step", "train loss", "val loss"))
-        rows = "".join(
-            f"<tr><td>{r['step']:,}</td><td>{_fmt(r.get('train_loss'))}</td>"
-            f"<td>{_fmt(r.get('val_loss'))}</td></tr>"
-            for r in history
+        body.append(
+            _records_table(
+                ("step", "train loss", "val loss"),
+                [(r["step"], _fmt(r.get("train_loss")), _fmt(r.get("val_loss"))) for r in history],
+            )
         )
-        body.append(f'<table class="summary"><tr>{head}</tr>{rows}</table>')
     sampled = [r for r in history if r.get("sample") is not None]
     if sampled:
         body.append("<h2>Samples while training</h2>")
-        head = "".join(f"<th>{escape(k)}</th>" for k in ("step", "val nats", "sample"))
-        rows = "".join(
-            f"<tr><td>{r['step']:,}</td><td>{_fmt(r.get('val_loss'))}</td>"
-            f'<td class="sample">{escape(r["sample"])}</td></tr>'
-            for r in sampled
+        body.append(
+            _records_table(
+                ("step", "val nats", "sample"),
+                [(r["step"], _fmt(r.get("val_loss")), r["sample"]) for r in sampled],
+                css="summary samples",
+            )
         )
-        body.append(f'<table class="summary samples"><tr>{head}</tr>{rows}</table>')
     return page(title, "\n".join(body))
+
+
+def _records_table(columns, rows, css: str = "summary") -> str:
+    """A table of validation records: a step, then text cells (escaped here); the last
+    column of a "samples" table is set as a sample."""
+    head = "".join(f"<th>{escape(k)}</th>" for k in columns)
+    last = ' class="sample"' if "samples" in css else ""
+    body = "".join(
+        f"<tr><td>{step:,}</td>"
+        + "".join(f"<td>{escape(cell)}</td>" for cell in cells[:-1])
+        + f"<td{last}>{escape(cells[-1])}</td></tr>"
+        for step, *cells in rows
+    )
+    return f'<table class="{css}"><tr>{head}</tr>{body}</table>'
 
 
 def _fmt(value) -> str:
