@@ -243,3 +243,18 @@ def test_skip_unknown_prime_characters_with_a_warning(runner, tiny_run):
         )
     )
     assert "'€'" in result.stderr and result.stdout.startswith("Spak")
+
+
+def test_the_failure_helper_sees_an_exception_the_output_never_shows(runner, tiny_run, monkeypatch):
+    """CliRunner keeps an uncaught exception in `result.exception`: its output holds no
+    traceback even when a user would have seen one, so `fails` checks the exception."""
+    import charrnn.inference.score as score_module
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("a bug, not a user error")
+
+    monkeypatch.setattr(score_module, "score_texts", bug)
+    result = runner.invoke(cli, ["score", "-m", str(tiny_run[0]), "All"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    with pytest.raises(AssertionError, match="RuntimeError"):
+        fails(result, "")

@@ -24,7 +24,7 @@ def test_split_is_cut_at_a_line_boundary(tmp_path):
     assert prepared.train.dtype == np.uint8
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="shared corpora not beside the checkout")
+@pytest.mark.skipif(not SHARED.exists(), reason=f"needs the benchmarks' split in {SHARED}")
 def test_default_split_of_bundled_corpus_is_the_benchmark_split(tmp_path):
     prepared = preprocess(BUNDLED, tmp_path / "out")
     assert len(prepared.train) == len((SHARED / "train.txt").read_text())

@@ -6,14 +6,17 @@ so the two runs see the same characters at every step and must follow the same
 loss trajectory, up to float32 sums taken in another order.
 """
 
+import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +61,93 @@ def read_log(run: Path, name: str) -> list[dict]:
     return [json.loads(line) for line in (run / name).read_text().splitlines()]
 
 
+def start_torchrun(*args: str, script: Path | None = None) -> subprocess.Popen:
+    """`torchrun --nproc_per_node 2 -m charrnn ARGS` (or `SCRIPT ARGS`) on the CPU, one
+    thread per process. torchrun runs in a process group of its own, the one a
+    terminal's Ctrl-C would reach; it starts each worker in a session of its own."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        *([str(script)] if script else ["-m", "charrnn"]), *args,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+    )
+
+
+def worker_ranks(launcher: subprocess.Popen) -> dict[int, int]:
+    """torchrun's worker processes, rank -> pid (from /proc: their parent and RANK)."""
+    ranks = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # gone, or not ours to read
+        if parent == launcher.pid:
+            for item in environment:
+                if item.startswith(b"RANK="):
+                    ranks[int(item[5:])] = int(entry.name)
+    return ranks
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def kill_all(launcher: subprocess.Popen) -> str:
+    """Kill torchrun and its workers (each in a session of its own, so not in torchrun's
+    process group); what torchrun had written to stderr."""
+    workers = worker_ranks(launcher) if Path("/proc/self/stat").exists() else {}
+    for pid in [launcher.pid, *workers.values()]:
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+    try:
+        return launcher.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        return "(torchrun's stderr still held open)"
+
+
+def finish(launcher: subprocess.Popen, seconds: float = 180) -> str:
+    """Wait for torchrun; its stderr. A hang (a collective one rank never reaches)
+    fails the test instead of blocking CI."""
+    try:
+        _, stderr = launcher.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        stderr = kill_all(launcher)
+        pytest.fail(f"torchrun with 2 processes did not finish in {seconds} s:\n{stderr[-3000:]}")
+    return stderr
+
+
+def torchrun(*args: str) -> str:
+    """Run `torchrun --nproc_per_node 2 -m charrnn ARGS` to success; its stderr."""
+    launcher = start_torchrun(*args)
+    stderr = finish(launcher)
+    assert launcher.returncode == 0, stderr[-3000:]
+    return stderr
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_corpus_file):
     """(one-process run, two-process run, torchrun's stderr), trained on the tiny corpus."""
@@ -72,35 +162,7 @@ def runs(tmp_path_factory, tiny_corpus_file):
     finally:
         torch.set_num_threads(threads)
     assert single.exit_code == 0, single.output
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-    }
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-        "-m", "charrnn", "train", str(tiny_corpus_file), "--out", str(two), *ARGS,
-    ]  # fmt: skip
-    launcher = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO,
-        start_new_session=True,  # its own process group: the workers can be killed with it
-    )
-    try:
-        _, stderr = launcher.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        # A hang (a collective one rank never reaches) fails the test instead of blocking CI.
-        os.killpg(launcher.pid, signal.SIGKILL)
-        launcher.communicate()
-        pytest.fail("torchrun with 2 processes did not finish in 180 s")
-    assert launcher.returncode == 0, stderr[-3000:]
+    stderr = torchrun("train", str(tiny_corpus_file), "--out", str(two), *ARGS)
     return one, two, stderr
 
 
@@ -161,6 +223,99 @@ def test_a_ddp_state_resumes_in_one_process_on_the_same_trajectory(runs, tmp_pat
     assert result.exit_code == 0, result.output
     assert_same_trajectory(read_log(one, STEP_LOG), read_log(run, STEP_LOG))
     assert RunDir(run).latest_state().meta["runtime"]["world_size"] == 1
+
+
+def test_with_dropout_two_ranks_stopped_and_resumed_repeat_the_run_exactly(
+    runs, tmp_path, tiny_corpus_file
+):
+    """Each rank draws its own dropout masks, and its RNG state is in the training state:
+    a 2-process run cut at step 10 and resumed with 2 processes is the uncut run."""
+    _, no_dropout, _ = runs
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    args = [*ARGS, "--dropout", "0.3"]  # the later option wins
+    torchrun("train", str(tiny_corpus_file), "--out", str(whole), *args)
+    assert RunDir(whole).latest_state().meta["model_config"]["dropout"] == 0.3
+    # Dropout was at work: the loss is not that of the same run without it.
+    assert read_log(whole, STEP_LOG)[1]["loss"] != read_log(no_dropout, STEP_LOG)[1]["loss"]
+    shutil.copytree(whole, split)
+    for path in RunDir(split).state_files():  # as if both processes were killed at step 10
+        if checkpoint.load_state(path).meta["loop"]["step"] > 10:
+            path.unlink()
+    torchrun("train", "--resume", str(split), "-q")
+    assert (split / STEP_LOG).read_bytes() == (whole / STEP_LOG).read_bytes()
+    ours, theirs = RunDir(split).latest_state(), RunDir(whole).latest_state()
+    for name, value in theirs.group("model").items():
+        assert torch.equal(ours.group("model")[name], value), name
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
+@pytest.mark.parametrize("whom", ["rank 0", "all"], ids=["sigterm-to-rank-0", "ctrl-c"])
+def test_a_signal_stops_every_rank_with_one_save_and_one_message(tmp_path, tiny_corpus_file, whom):
+    """SIGTERM to rank 0 alone: its stop request reaches rank 1 through the broadcast.
+    Ctrl-C: SIGINT to torchrun's process group (a terminal's Ctrl-C), which torchrun
+    forwards to each worker, and to each worker directly (a terminal whose process group
+    holds the workers too): a repeat that soon is the same request, not a second Ctrl-C."""
+    run = tmp_path / "run"
+    args = [*ARGS, "--max-steps", "1000000", "--checkpoint-every", "0.2", "--keep", "2"]
+    launcher = start_torchrun("train", str(tiny_corpus_file), "--out", str(run), *args)
+    deadline = time.monotonic() + 120
+    workers = {}
+    while len(workers) < 2 or not any(
+        s.name != "step-00000000.safetensors" for s in RunDir(run).state_files()
+    ):  # both ranks training, a state saved on the clock
+        if launcher.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("training did not get under way: " + kill_all(launcher)[-3000:])
+        workers = worker_ranks(launcher)
+        time.sleep(0.05)
+    periodic = RunDir(run).latest_state().meta["loop"]["step"]
+    if whom == "rank 0":
+        os.kill(workers[0], signal.SIGTERM)
+    else:
+        os.killpg(launcher.pid, signal.SIGINT)
+        for pid in workers.values():
+            os.kill(pid, signal.SIGINT)
+    stderr = finish(launcher, 60)
+    assert not any(alive(pid) for pid in workers.values()), stderr[-3000:]
+    stopped = re.findall(r"stopped at step (\d+); continue with: charrnn train --resume", stderr)
+    assert len(stopped) == 1, stderr[-3000:]  # rank 0's message, once
+    assert "interrupted;" not in stderr  # not a second Ctrl-C
+    assert not [line for line in stderr.splitlines() if line.startswith("Error:")]
+    step = int(stopped[0])
+    state = RunDir(run).latest_state()  # the stop's save, all ranks' carried state in it
+    assert state.meta["loop"]["step"] == step > periodic
+    assert state.meta["runtime"]["world_size"] == 2 and "rng.torch.rank1" in state.tensors
+    assert [r["step"] for r in read_log(run, STEP_LOG)] == list(range(1, step + 1))
+
+
+FAILING_RANK_1 = """
+from charrnn.cli import cli
+from charrnn.errors import CharRNNError
+from charrnn.training.trainer import Trainer
+
+step = Trainer._step
+
+def failing_step(self, lr):
+    if self.group.rank == 1 and self.loop.step == 3:
+        raise CharRNNError("a fault planted in rank 1")
+    return step(self, lr)
+
+Trainer._step = failing_step
+cli(prog_name="charrnn")
+"""
+
+
+def test_an_error_in_one_rank_ends_the_run_with_one_line_naming_it(tmp_path, tiny_corpus_file):
+    script = tmp_path / "failing_rank_1.py"
+    script.write_text(FAILING_RANK_1)
+    run = tmp_path / "run"
+    args = ["train", str(tiny_corpus_file), "--out", str(run), "-q", *ARGS]
+    launcher = start_torchrun(*args, script=script)
+    stderr = finish(launcher, 120)  # the others do not wait for the failed rank forever
+    assert launcher.returncode != 0
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: rank 1: a fault planted in rank 1"], stderr[-3000:]
+    # What was saved before the error is complete and good.
+    assert RunDir(run).latest_state().meta["loop"]["step"] <= 3
 
 
 def test_each_rank_reads_its_own_rows_of_the_one_process_layout():

@@ -48,6 +48,13 @@ def test_run_directory_resolves_to_best_then_last(tmp_path, saved):
         load_model(run)
     os.link(path, run / "last.safetensors")
     assert load_model(run).path.name == "last.safetensors"
+    assert load_model(run).info == {"step": 7}
+    # A best model beside it wins, whichever is newer.
+    _, model, vocab = saved
+    save_model(run / "best.safetensors", model, vocab, {"step": 3})
+    os.utime(run / "best.safetensors", (0, 0))
+    assert load_model(run).path.name == "best.safetensors"
+    assert load_model(run).info == {"step": 3}
 
 
 def test_pickle_is_refused_and_never_executed(tmp_path):

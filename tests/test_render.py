@@ -128,6 +128,18 @@ def test_top_table_marks_the_actual_character(tiny_model):
     table = top_table(analysis, [0, 3])
     assert [c.header for c in table.columns] == ["pos", "char", "p", "bits", "#1", "#2", "#3"]
     assert table.row_count == 2
+    # With every character ranked, the actual one is in each row once, and only it is bold.
+    every = analyze_text(tiny_model.model, tiny_model.vocab, "All: Speak", top_k=999)
+    positions = [0, 2, 4, 9]
+    table = top_table(every, positions)
+    ranked = table.columns[4:]
+    assert len(ranked) == len(tiny_model.vocab)
+    for row, pos in enumerate(positions):
+        cells = [column._cells[row] for column in ranked]
+        bold = [cell.plain for cell in cells if cell.style == "bold"]
+        actual = "␣" if every.text[pos] == " " else every.text[pos]
+        assert bold == [f"{actual} {every.probs[pos]:.3f}"], (pos, bold)
+        assert table.columns[1]._cells[row] == actual
 
 
 def test_heatmap_text_has_one_styled_cell_per_character(tiny_model):

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import FaultCollector, WritesMarker, tiny_train_args
+from helpers import FaultCollector, WritesMarker, fails, tiny_train_args
 
 from charrnn.cli import cli
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
@@ -141,57 +141,126 @@ def test_non_finite_steps_never_reach_the_weights(tmp_path, prepared, monkeypatc
         assert torch.isfinite(value).all()
 
 
-def test_a_rollback_goes_on_to_the_end_of_the_budget_with_a_whole_step_log(
+class FaultWatch:
+    """Training with non-finite losses (and carried states) at chosen training forward
+    passes, watching what each faulty step leaves as the carried state and what each
+    rollback restores."""
+
+    def __init__(self, monkeypatch, poisoned):
+        self.poisoned = poisoned  # call number (from 1) -> whether that pass goes NaN
+        self.calls, self.poisoned_now = 0, False
+        self.hidden_after_faults, self.rollbacks = [], []
+        forward, step, roll_back = CharRNN.forward, Trainer._step, Trainer._roll_back
+
+        def forward_with_faults(model, ids, state=None, targets=None):
+            out, state = forward(model, ids, state, targets)
+            if model.training:
+                self.calls += 1
+                self.poisoned_now = self.poisoned(self.calls)
+                if self.poisoned_now:
+                    nan = float("nan")
+                    out = out * nan
+                    state = (
+                        tuple(s * nan for s in state) if isinstance(state, tuple) else state * nan
+                    )
+            return out, state
+
+        def watched_step(trainer, lr):
+            self.poisoned_now = False
+            value = step(trainer, lr)
+            if self.poisoned_now:
+                self.hidden_after_faults.append(trainer.hidden)
+            return value
+
+        def watched_roll_back(trainer):
+            newest = trainer.rundir.latest_state()
+            roll_back(trainer)
+            weights = newest.group("model")
+            saved = [
+                newest.tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in newest.tensors
+            ]
+            hidden = trainer.hidden if isinstance(trainer.hidden, tuple) else (trainer.hidden,)
+            self.rollbacks.append(
+                {
+                    "step": trainer.loop.step,
+                    "newest_state": newest.meta["loop"]["step"],
+                    "weights_restored": all(
+                        torch.equal(value, weights[name])
+                        for name, value in trainer.model.state_dict().items()
+                    ),
+                    "hidden_restored": len(hidden) == len(saved)
+                    and all(torch.equal(h, s) for h, s in zip(hidden, saved)),
+                    "lr_scale": trainer.loop.lr_scale,
+                    "rollbacks": trainer.loop.rollbacks,
+                }
+            )
+
+        monkeypatch.setattr(CharRNN, "forward", forward_with_faults)
+        monkeypatch.setattr(Trainer, "_step", watched_step)
+        monkeypatch.setattr(Trainer, "_roll_back", watched_roll_back)
+
+
+def skipped(*steps: int) -> list[str]:
+    return [f"step {step}: non-finite loss or gradient, skipped" for step in steps]
+
+
+def test_faults_roll_back_to_the_newest_state_at_half_the_learning_rate_each_time(
     tmp_path, prepared, monkeypatch
 ):
     model_config, config = configs(prepared, "lstm")
-    forward = CharRNN.forward
-    calls = {"n": 0}
-
-    def three_nans(self, ids, state=None):
-        logits, state = forward(self, ids, state)
-        if self.training:
-            calls["n"] += 1
-            if calls["n"] in (3, 4, 5):  # steps 3, 4, 5: a rollback to step 2's state
-                logits = logits * float("nan")
-        return logits, state
-
-    monkeypatch.setattr(CharRNN, "forward", three_nans)
+    # Passes 3-5 are steps 3-5: back to step 2's state. Passes 6 and 7 are steps 3
+    # and 4 again, 8-10 are steps 5-7: back to step 4's state.
+    watch = FaultWatch(monkeypatch, lambda call: call in (3, 4, 5, 8, 9, 10))
     faults = FaultCollector()
     result = train(prepared, model_config, config, tmp_path / "run", reporter=faults)
     assert result.steps == STEPS
-    assert faults.messages[-1] == "rolled back to step 2 with learning rate x0.5"
+    assert faults.messages == [
+        *skipped(3, 4, 5),
+        "rolled back to step 2 with learning rate x0.5",
+        *skipped(5, 6, 7),
+        "rolled back to step 4 with learning rate x0.25",
+    ]
+    # Each rollback restored the newest state: its step, weights and carried state.
+    assert [(r["step"], r["newest_state"]) for r in watch.rollbacks] == [(2, 2), (4, 4)]
+    assert all(r["weights_restored"] and r["hidden_restored"] for r in watch.rollbacks)
+    assert [(r["lr_scale"], r["rollbacks"]) for r in watch.rollbacks] == [(0.5, 1), (0.25, 2)]
+    # A faulty step leaves no carried state (it starts again from zeros), never a NaN one.
+    assert watch.hidden_after_faults == [None] * 6
+    # The step log holds each step once, at the learning rate it was taken with.
     steps = RunDir(tmp_path / "run").steps()
     assert [r["step"] for r in steps] == list(range(1, STEPS + 1))
-    halved = config.learning_rate(2, 2 / STEPS) * 0.5
-    assert steps[2]["lr"] == pytest.approx(halved)
+    for record in steps:
+        done = record["step"] - 1
+        scale = 1.0 if done < 2 else 0.5 if done < 4 else 0.25
+        assert record["lr"] == pytest.approx(config.learning_rate(done, done / STEPS) * scale)
+    loop = RunDir(tmp_path / "run").latest_state().meta["loop"]
+    assert (loop["rollbacks"], loop["lr_scale"]) == (2, 0.25)  # a resume keeps them
 
 
-def test_persistent_faults_roll_back_then_stop_clearly(tmp_path, prepared, monkeypatch):
+def test_persistent_faults_roll_back_four_times_then_stop_clearly(tmp_path, prepared, monkeypatch):
     model_config, config = configs(prepared, "gru")
-    forward = CharRNN.forward
-
-    def nan_after_step_5(self, ids, state=None):
-        logits, state = forward(self, ids, state)
-        return (
-            logits * float("nan") if self.training and Trainer.current_step > 5 else logits
-        ), state
-
-    monkeypatch.setattr(Trainer, "current_step", 0, raising=False)
-    step_fn = Trainer._step
-
-    def tracking_step(self, lr):
-        Trainer.current_step = self.loop.step
-        return step_fn(self, lr)
-
-    monkeypatch.setattr(Trainer, "_step", tracking_step)
-    monkeypatch.setattr(CharRNN, "forward", nan_after_step_5)
-    with pytest.raises(CharRNNError, match="diverged"):
-        train(prepared, model_config, config, tmp_path / "run")
+    watch = FaultWatch(monkeypatch, lambda call: call > 2)  # every step from step 3 on
+    faults = FaultCollector()
+    with pytest.raises(CharRNNError, match="diverged.* after 4 rollbacks") as info:
+        train(prepared, model_config, config, tmp_path / "run", reporter=faults)
+    assert str(RunDir(tmp_path / "run").state_dir) in str(info.value)
+    assert faults.messages == [
+        *skipped(3, 4, 5),
+        "rolled back to step 2 with learning rate x0.5",
+        *skipped(3, 4, 5),
+        "rolled back to step 2 with learning rate x0.25",
+        *skipped(3, 4, 5),
+        "rolled back to step 2 with learning rate x0.125",
+        *skipped(3, 4, 5),
+        "rolled back to step 2 with learning rate x0.0625",
+        *skipped(3, 4, 5),
+    ]
+    assert all(r["weights_restored"] and r["hidden_restored"] for r in watch.rollbacks)
+    # Only good states were written: none after step 2, none with a non-finite weight.
     for path in RunDir(tmp_path / "run").state_files():
         state = checkpoint.load_state(path)
         assert all(torch.isfinite(v).all() for v in state.group("model").values())
-        assert state.meta["loop"]["step"] <= 6
+        assert state.meta["loop"]["step"] <= 2
 
 
 def test_full_disk_keeps_the_previous_state(tmp_path, tiny_corpus_file, monkeypatch):
@@ -206,8 +275,7 @@ def test_full_disk_keeps_the_previous_state(tmp_path, tiny_corpus_file, monkeypa
 
     monkeypatch.setattr("charrnn.atomic.os.fsync", full)
     result = runner.invoke(cli, ["train", "--resume", str(run), "-q"])
-    assert result.exit_code == 1
-    assert "No space left on device" in result.stderr and "Traceback" not in result.output
+    fails(result, "No space left on device")
     monkeypatch.undo()
     assert {p: p.read_bytes() for p in RunDir(run).state_files()} == before
     assert not list(run.rglob("*.tmp"))
@@ -235,34 +303,89 @@ def test_a_pickle_in_place_of_a_state_is_never_run(tmp_path):
     assert not marker.exists()
 
 
+# `charrnn train` whose third step takes SLOW_STEP_SECONDS, and which touches the file
+# $SLOW_STEP_MARKER when that step begins: a signal can then be sent inside a step.
+SLOW_STEP_SECONDS = 2.0
+WITH_A_SLOW_THIRD_STEP = """
+import os, time
+from pathlib import Path
+from charrnn.cli import cli
+from charrnn.training.trainer import Trainer
+
+step = Trainer._step
+
+def slow_step(self, lr):
+    if self.loop.step == 2:
+        Path(os.environ["SLOW_STEP_MARKER"]).touch()
+        time.sleep(float(os.environ["SLOW_STEP_SECONDS"]))
+    return step(self, lr)
+
+Trainer._step = slow_step
+cli(prog_name="charrnn")
+"""
+
+
+def wait_for(condition, proc, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert proc.poll() is None, f"training ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} in {seconds} s"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize(
     ("signum", "times", "code"),
     [(signal.SIGTERM, 1, 143), (signal.SIGINT, 1, 130), (signal.SIGINT, 2, 130)],
+    ids=["sigterm", "ctrl-c", "ctrl-c-twice"],
 )
-def test_signals_stop_with_a_loadable_state(tmp_path, tiny_corpus_file, signum, times, code):
-    run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "charrnn.cli",
-        *tiny_train_args(
-            tiny_corpus_file, run, "--max-steps", "1000000", "--checkpoint-every", "0.2"
-        ),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not any(s.name != "step-00000000.safetensors" for s in RunDir(run).state_files()):
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.1)
-    for _ in range(times):  # a second Ctrl-C stops at once
-        proc.send_signal(signum)
-        time.sleep(0.01)
-    _, err = proc.communicate(timeout=60)
+def test_a_signal_finishes_the_step_and_saves_a_second_ctrl_c_stops_at_once(
+    tmp_path, tiny_corpus_file, signum, times, code
+):
+    run, marker, err_file = tmp_path / "run", tmp_path / "slow-step-began", tmp_path / "err"
+    args = tiny_train_args(tiny_corpus_file, run, "--max-steps", "6", "--checkpoint-every", "0")
+    env = {
+        **os.environ,
+        "SLOW_STEP_MARKER": str(marker),
+        "SLOW_STEP_SECONDS": str(SLOW_STEP_SECONDS),
+    }
+    with err_file.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WITH_A_SLOW_THIRD_STEP, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
+        try:
+            wait_for(marker.exists, proc, "third step")
+            proc.send_signal(signum)
+            if times == 2:
+                # the second once the first was taken in (two at once would be one)
+                wait_for(lambda: "finishing this step" in err_file.read_text(), proc, "note")
+                proc.send_signal(signum)
+            second_sent = time.monotonic()
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    ended, err = time.monotonic(), err_file.read_text()
     assert proc.returncode == code, err
-    assert "--resume" in err and "Traceback" not in err
+    assert "Traceback" not in err
     for path in RunDir(run).state_files():
         checkpoint.load_state(path)  # every state file left behind is complete
-    assert RunDir(run).latest_state().meta["loop"]["step"] > 0
+    saved = RunDir(run).latest_state().meta["loop"]["step"]
+    logged = [r["step"] for r in RunDir(run).steps()]
+    if times == 1:
+        # The step under way was finished, logged and saved; then the resume command.
+        assert (saved, logged) == (3, [1, 2, 3]), err
+        assert f"stopped at step 3; continue with: charrnn train --resume {run}" in err
+        assert "interrupted" not in err
+    else:
+        # Stopped inside the step: nothing of it logged or saved, step 2's state intact,
+        # and no waiting for the step to end.
+        assert (saved, logged) == (2, [1, 2]), err
+        assert f"interrupted; the last complete state in {run} is intact" in err
+        assert "stopped at step" not in err
+        assert ended - second_sent < SLOW_STEP_SECONDS
 
 
 @pytest.mark.parametrize("command", ["sample", "score"])

@@ -89,6 +89,45 @@ def test_the_first_budget_keeps_the_learning_rate_it_always_had():
         assert learning_rate(config, LoopState(step=step), progress) == expected
 
 
+def test_the_default_schedule_at_its_landmarks():
+    """The README's schedule, by hand: 20 steps of linear warm-up to --lr (6e-3), then
+    a cosine to 5% of it over the budget."""
+    config = TrainConfig(max_time=0, max_steps=1000)
+    assert (config.lr, config.warmup_steps, config.final_lr_ratio) == (6e-3, 20, 0.05)
+    assert config.learning_rate(0, 0.0) == pytest.approx(6e-3 / 20)  # the first step
+    assert config.learning_rate(9, 0.0) == pytest.approx(6e-3 / 2)
+    assert config.learning_rate(19, 0.0) == pytest.approx(6e-3)  # the warm-up's last step
+    # then the cosine, by the share of the budget used: 0.05 + 0.475 * (1 + cos(0.02 pi))
+    assert config.learning_rate(20, 0.02) == pytest.approx(6e-3 * 0.9990627, rel=1e-6)
+    assert config.learning_rate(500, 0.5) == pytest.approx(6e-3 * 0.525)  # 0.05 + 0.95 / 2
+    # 0.05 + 0.475 * (1 - sqrt(2) / 2)
+    assert config.learning_rate(750, 0.75) == pytest.approx(6e-3 * 0.1891243, rel=1e-6)
+    assert config.learning_rate(999, 1.0) == pytest.approx(6e-3 * 0.05)  # the end: 5%
+
+
+def test_a_time_budget_sets_the_schedule_by_the_clock():
+    """Under --max-time the cosine follows the seconds spent, whatever the step count;
+    with both budgets, whichever is further along."""
+    config = TrainConfig(max_time=100.0, lr=1e-2)
+    for elapsed, expected in [(0.0, 1e-2), (50.0, 1e-2 * 0.525), (100.0, 1e-2 * 0.05)]:
+        loop = LoopState(step=1000, elapsed=elapsed)
+        done = progress(config, loop)
+        assert done == elapsed / 100.0
+        assert learning_rate(config, loop, done) == pytest.approx(expected)
+    both = TrainConfig(max_time=100.0, max_steps=400)
+    assert progress(both, LoopState(step=100, elapsed=50.0)) == 0.5  # the clock leads
+    assert progress(both, LoopState(step=300, elapsed=50.0)) == 0.75  # the steps lead
+    assert progress(both, LoopState(step=900, elapsed=10.0)) == 1.0  # never past the end
+
+
+def test_the_warm_up_rises_linearly_to_the_peak():
+    config = TrainConfig(max_time=0, max_steps=100, lr=1e-2, warmup_steps=4)
+    values = [config.learning_rate(step, 0.0) for step in range(6)]
+    assert values == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2])
+    no_warmup = TrainConfig(max_time=0, max_steps=100, lr=1e-2, warmup_steps=0)
+    assert no_warmup.learning_rate(0, 0.0) == pytest.approx(1e-2)
+
+
 def test_an_extension_warms_up_again_to_its_peak_then_decays_to_the_final_rate():
     config = TrainConfig(max_time=0, max_steps=50, lr=1e-2, warmup_steps=10)
     loop = LoopState(step=200, elapsed=30.0, next_eval=1.0, evals_done=9, stale_evals=2)

@@ -40,10 +40,15 @@ def test_json_round_trip_keeps_chinese():
 
 
 def test_rejects_unsorted_or_duplicate_entries():
-    with pytest.raises(CharRNNError):
+    with pytest.raises(CharRNNError, match="distinct and sorted"):
         Vocabulary(("b", "a"))
-    with pytest.raises(CharRNNError):
+    with pytest.raises(CharRNNError, match="distinct and sorted"):
+        Vocabulary(("a", "b", "b"))  # sorted, but "b" twice: two ids for one character
+    with pytest.raises(CharRNNError, match="distinct and sorted"):
+        Vocabulary.from_json('["a", "a"]')
+    with pytest.raises(CharRNNError, match="at least one"):
         Vocabulary(())
+    assert Vocabulary(("a", "b")).chars == ("a", "b")
 
 
 def test_smallest_dtype():
