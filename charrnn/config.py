@@ -368,6 +368,12 @@ DEFAULT_PATIENCE = 0
 # Characters of the sample written at each validation (0 = none).
 DEFAULT_SAMPLE_CHARS = 200
 
+# `inspect --gradients`: how far back the gradient is followed (k = 1..K) unless
+# --distance says, and how much of the model's training text it reads when given no text.
+# The two set the cost: K batched steps, each over that many positions.
+GRADIENT_DISTANCE = 100
+GRADIENT_PASSAGE_CHARS = 1000
+
 
 @dataclass(frozen=True)
 class TrainConfig:
