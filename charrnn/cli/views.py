@@ -337,7 +337,10 @@ def _inspect_gradients(text, text_file, model_paths, layer, distance, html_file,
 
         about = [("text", source), ("characters", f"{len(content):,}")]
         about += [
-            (label, f"{m.config.cell}, {m.config.layers} layer(s) x {m.config.hidden} units; {m.path}")
+            (
+                label,
+                f"{m.config.cell}, {m.config.layers} layer(s) x {m.config.hidden} units; {m.path}",
+            )
             for label, m in zip(labels, models)
         ]
         write_html(html_file, decay_report("charrnn inspect --gradients", curves, about))
@@ -348,7 +351,12 @@ def _inspect_gradients(text, text_file, model_paths, layer, distance, html_file,
         ]
         click.echo(
             json.dumps(
-                {"text": content, "source": source, "distance": curves[0][1].distance, "models": records},
+                {
+                    "text": content,
+                    "source": source,
+                    "distance": curves[0][1].distance,
+                    "models": records,
+                },
                 ensure_ascii=False,
             )
         )

@@ -7,7 +7,9 @@ The loss at t is -log p(the character after t), predicted from the state after
 reading t; h_{t-k} is one layer's hidden state after reading the character k
 steps earlier. The gradient counts every path from h_{t-k} to that loss:
 through the layer's later steps and, below the last layer, up through the
-layers above (what changing h_{t-k} alone would do to the loss). Text is read
+layers above (what changing h_{t-k} alone would do to the loss); for the LSTM's
+c_{t-k}, also the one through h_{t-k} = o * tanh(c_{t-k}) of its own step: the
+gradient autograd gives for these tensors in the unrolled graph. Text is read
 as analysis.py reads it (normalised, unknown characters dropped, after the
 vocabulary's start id).
 
@@ -178,12 +180,25 @@ def _mean_norms(
     found = {name: np.zeros(distance) for name in names}
     count = len(sequence) - 1  # positions t that predict a character: 0..M-2
 
+    # Each layer's step at every position s = 0..M-2 at once, from the recorded state
+    # at s - 1 (and the layer below's h_s): one graph, differentiated at every distance.
+    steps = []
+    for i in range(stepper.layers):
+        before = [part[:count].detach().requires_grad_() for part in recorded[i]]  # (count, H)
+        if i == 0:
+            x = sequence[:count]  # (count,) ids
+        else:
+            x = recorded[i - 1][0][1 : count + 1].detach().requires_grad_()  # (count, H)
+        state, gates = stepper.layer_step(i, x, tuple(before) if lstm else before[0])
+        steps.append((_parts(state), before + ([x] if i > 0 else []), gates))
+
     # Distance 0: the loss at each t with respect to the top layer's h_t.
-    h_top = recorded[top][0][1:count + 1].detach().requires_grad_()  # (count, H)
+    h_top = recorded[top][0][1 : count + 1].detach().requires_grad_()  # (count, H)
     log_p = stepper.head.target_log_probs(h_top, sequence[1:])  # (count,)
     (seed,) = torch.autograd.grad(-log_p.sum(), h_top)
     # reached[l]: the gradient at layer l's state s = t - k arriving from steps after s
-    # (and from the output layer at k = 0); row r is s = r, the position t = r + k.
+    # (and from the output layer at k = 0); row r is s = r, for the position t = r + k,
+    # and rows from count - k on (no such t) are zero.
     reached = [[torch.zeros_like(seed) for _ in names] for _ in range(stepper.layers)]
     reached[top][0] = seed
     for k in range(distance + 1):
@@ -191,25 +206,29 @@ def _mean_norms(
         # whole[l]: the gradient at layer l's state s, adding the paths up through the
         # layers above at the same step; found from the top layer down.
         whole = [list(parts) for parts in reached]
-        earlier = []
         for i in range(top, -1, -1):
-            before = [part[:rows].detach().requires_grad_() for part in recorded[i]]  # s - 1
-            if i == 0:
-                x = sequence[:rows]  # (rows,) ids
-            else:
-                x = recorded[i - 1][0][1 : rows + 1].detach().requires_grad_()  # (rows, H)
-            state, _ = stepper.layer_step(i, x, tuple(before) if lstm else before[0])
-            inputs = before + ([x] if i > 0 else [])
-            grads = torch.autograd.grad(_parts(state), inputs, whole[i])
-            earlier.insert(0, [g[1:] for g in grads[: len(before)]])  # rows s >= 1 only
+            outputs, inputs, gates = steps[i]
+            grads = torch.autograd.grad(outputs, inputs, whole[i], retain_graph=True)
+            # The gradient at the state s - 1 is the one at distance k + 1, row s - 1.
+            reached[i] = [_shift_up(g) for g in grads[: len(outputs)]]
             if i > 0:
                 whole[i - 1][0] = whole[i - 1][0] + grads[-1]
-        if k >= 1:
-            for name, part in zip(names, whole[layer]):
-                norm = torch.linalg.vector_norm(part, dim=1)  # (rows,)
-                found[name][k - 1] = norm.double().mean().item()
-        reached = earlier
+            if i == layer and k >= 1:
+                totals = [part[:rows] for part in whole[i]]
+                if lstm:
+                    # c_s also reaches the loss through h_s = o * tanh(c_s) of its own
+                    # step (a path inside this step's graph, so not in whole[i]).
+                    c, o = outputs[1][:rows].detach(), gates["o"][:rows].detach()
+                    totals[1] = totals[1] + totals[0] * o * (1 - torch.tanh(c) ** 2)
+                for name, part in zip(names, totals):
+                    norm = torch.linalg.vector_norm(part, dim=1)  # (rows,)
+                    found[name][k - 1] = norm.double().mean().item()
     return found
+
+
+def _shift_up(rows: Tensor) -> Tensor:
+    """Row r + 1 to row r, a zero last row."""
+    return torch.cat([rows[1:], torch.zeros_like(rows[:1])])
 
 
 def model_passage(loaded: LoadedModel, chars: int = GRADIENT_PASSAGE_CHARS) -> tuple[str, str]:

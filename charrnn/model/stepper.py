@@ -41,7 +41,9 @@ class Stepper:
         zeros = lambda: torch.zeros(batch, self.hidden)  # noqa: E731
         return [(zeros(), zeros()) if self.cell == "lstm" else zeros() for _ in range(self.layers)]
 
-    def layer_step(self, k: int, x: Tensor, state: CellState) -> tuple[CellState, dict[str, Tensor]]:
+    def layer_step(
+        self, k: int, x: Tensor, state: CellState
+    ) -> tuple[CellState, dict[str, Tensor]]:
         """Layer k's cell, one step: x is the character ids (B,) for layer 0, else the
         layer below's h (B, H); returns its new state and gates. Differentiable in x
         (k > 0) and the state, which is what the gradient analysis takes apart."""

@@ -67,7 +67,15 @@ def decay_rows(curves: list[tuple[str, GradientDecay]]) -> tuple[list[str], list
     from ..inference.gradients import DECAY_RATIO
 
     distance = max(decay.distance for _, decay in curves)
-    header = ["model", "cell", "layer", "state", "k = 1", f"k = {distance}", f"< {DECAY_RATIO:g} at k"]
+    header = [
+        "model",
+        "cell",
+        "layer",
+        "state",
+        "k = 1",
+        f"k = {distance}",
+        f"< {DECAY_RATIO:g} at k",
+    ]
     header.append("x per step")
     rows = []
     for label, decay in curves:

@@ -265,8 +265,7 @@ def chart_svg(
     ticks = [(d, f"1e{d}") for d in decade_ticks(y0, y1)] if log_y else []
     if not log_y or len(ticks) < 2:
         ticks = [
-            (value, f"{10**value:.2g}" if log_y else f"{value:.2f}")
-            for value in nice_ticks(y0, y1)
+            (value, f"{10**value:.2g}" if log_y else f"{value:.2f}") for value in nice_ticks(y0, y1)
         ]
     for value, text in ticks:
         y = py(value)
@@ -318,7 +317,9 @@ GRADIENT_SERIES = [("grad_norm_mean", "mean", "#2ca02c"), ("grad_norm_max", "lar
 
 def _history_series(history: list[dict], keys) -> list[ChartSeries]:
     return [
-        ChartSeries(key, label, colour, [(r["step"], r[key]) for r in history if r.get(key) is not None])
+        ChartSeries(
+            key, label, colour, [(r["step"], r[key]) for r in history if r.get(key) is not None]
+        )
         for key, label, colour in keys
     ]
 

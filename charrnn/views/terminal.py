@@ -283,7 +283,9 @@ def decay_plot(
     """A text plot (log scale) of the mean gradient norm over the distance k, a mark per
     model and state."""
     curves_by_state = [
-        (f"{label} {state}", values) for label, decay in curves for state, values in decay.norms.items()
+        (f"{label} {state}", values)
+        for label, decay in curves
+        for state, values in decay.norms.items()
     ]
     series = [
         (name, DECAY_MARKS[index % len(DECAY_MARKS)], list(enumerate(values.tolist(), start=1)))
