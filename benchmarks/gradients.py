@@ -10,7 +10,8 @@ then runs `charrnn inspect --gradients` on the three (the first 400 characters o
 train.txt, k = 1..100) and prints, per model and state, the mean norm at k = 1 and
 k = 100, where it falls below 1e-3 of its k = 1 value, and the fitted factor per step.
 
-clipping: the same vanilla RNN for --steps steps at a large learning rate, once with
+clipping: the same vanilla RNN for --steps steps at a large learning rate (validating on
+the first 50,000 characters of val.txt every tenth of the steps), once with
 clipping (--clip 1, the default) and once without (--clip 1e9, which no gradient
 reaches); prints per run the largest loss after the warm-up, the largest rise of the
 loss from one step to the next, the numerical faults reported (non-finite steps
@@ -18,7 +19,8 @@ skipped, rollbacks), the gradient norms and share of steps clipped from
 metrics.jsonl, and the final validation loss (or the error that ended the run).
 
 cost: what recording the gradient norm costs a training step: `charrnn train
---max-steps N` with this checkout and with --before (a checkout without it),
+--max-steps N` (validating on the first 50,000 characters of val.txt) with this checkout
+and with --before (a checkout without it),
 alternately, --repeats times each; prints the chars/s of each run.
 
 Prints the CPU first, then one JSON line per result.
@@ -94,13 +96,14 @@ def decay(args, out: Path) -> None:
 
 
 def clipping(args, out: Path) -> None:
+    val = short_val(out)
     for clip in ("1", NO_CLIP):
         run = out / f"clip-{clip}"
         cmd = charrnn(
             "train",
             str(TRAIN),
             "--val",
-            str(VAL),
+            str(val),
             "--out",
             str(run),
             "--force",
@@ -146,6 +149,13 @@ def clipping(args, out: Path) -> None:
         print(json.dumps(result), flush=True)
 
 
+def short_val(out: Path, chars: int = 50_000) -> Path:
+    """The first `chars` characters of val.txt: validations that cost little wall time."""
+    path = out / f"val-{chars}.txt"
+    path.write_text(VAL.read_text(encoding="utf-8")[:chars], encoding="utf-8")
+    return path
+
+
 def read_log(path: Path) -> list[dict]:
     """The records of a run's JSON-lines log; none when the run ended before writing it."""
     if not path.exists():
@@ -155,8 +165,7 @@ def read_log(path: Path) -> list[dict]:
 
 def cost(args, out: Path) -> None:
     checkouts = {"before": Path(args.before).resolve(), "after": ROOT}
-    val = out / "val-20k.txt"  # chars/s leaves validation out; a short one saves wall time
-    val.write_text(VAL.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    val = short_val(out)  # chars/s leaves validation out
     speeds: dict[str, list[float]] = {name: [] for name in checkouts}
     for repeat in range(args.repeats):
         for name, checkout in checkouts.items():
@@ -204,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"cpu": cpu_model(), "python": sys.version.split()[0]}), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         out = (args.out or Path(tmp)).resolve()
+        out.mkdir(parents=True, exist_ok=True)
         {"decay": decay, "clipping": clipping, "cost": cost}[args.what](args, out)
 
 
