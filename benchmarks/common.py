@@ -17,19 +17,24 @@ VAL = SHARED / "corpora" / "shakespeare" / "val.txt"
 PLAIN_LSTM = SHARED / "bench" / "plain_lstm.py"
 
 
-def run_json(cmd: list[str], env: dict | None = None) -> tuple[dict, float]:
+def run_json(
+    cmd: list[str], env: dict | None = None, cwd: Path | None = None
+) -> tuple[dict, float]:
     """Run a command whose last stdout line is JSON; return it and the wall time."""
-    result, wall, _ = run_measured(cmd, env)
+    result, wall, _ = run_measured(cmd, env, cwd)
     return result, wall
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[dict, float, float]:
-    """Like run_json, plus the command's peak resident memory in MB, from the kernel
+def run_measured(
+    cmd: list[str], env: dict | None = None, cwd: Path | None = None
+) -> tuple[dict, float, float]:
+    """Like run_json (`cwd`: the directory to run in, which `python -m` imports from
+    first), plus the command's peak resident memory in MB, from the kernel
     (wait4's ru_maxrss of that one child)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         began = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=err, text=True, env={**os.environ, **(env or {})}
+            cmd, stdout=out, stderr=err, text=True, env={**os.environ, **(env or {})}, cwd=cwd
         )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - began

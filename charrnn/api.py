@@ -32,6 +32,7 @@ from .errors import CharRNNError
 
 if TYPE_CHECKING:
     from .inference.analysis import Activations, TextAnalysis
+    from .inference.gradients import GradientDecay
     from .inference.score import TextScore
     from .model.modelfile import LoadedModel
     from .model.network import CharRNN
@@ -114,6 +115,19 @@ class Model:
         from .inference.analysis import record_activations
 
         return record_activations(self.module, self.vocab, text, layer)
+
+    def gradient_decay(
+        self, text: str | None = None, distance: int | None = None, layer: int = -1
+    ) -> GradientDecay:
+        """How far back the gradient of the loss reaches: the mean norm of
+        d loss_t / d h_{t-k} (and c_{t-k} for LSTM) of one layer, for k = 1..distance
+        (default 100, or as far as the text allows). Without a text, a passage of the
+        model's training text."""
+        from .inference.gradients import gradient_decay, model_passage
+
+        if text is None:
+            text, _ = model_passage(self.loaded)
+        return gradient_decay(self.module, self.vocab, text, distance, layer)
 
 
 def _sample_config(**settings) -> SampleConfig:

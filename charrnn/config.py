@@ -390,6 +390,13 @@ def default_patience(config: ModelConfig, train_chars: int) -> int:
 # Characters of the sample written at each validation (0 = none).
 DEFAULT_SAMPLE_CHARS = 200
 
+# `inspect --gradients`: how far back the gradient is followed (k = 1..K) unless
+# --distance says, and how much of the model's training text it reads when given no text.
+# The two set the cost: one backward step through every position per distance k, a
+# (positions x 4H) by (4H x H) product for an LSTM.
+GRADIENT_DISTANCE = 100
+GRADIENT_PASSAGE_CHARS = 400
+
 
 @dataclass(frozen=True)
 class TrainConfig:

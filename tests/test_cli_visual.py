@@ -210,7 +210,7 @@ def test_info_run_dir_model_file_and_errors(runner, tiny_run, tmp_path):
     page = tmp_path / "info.html"
     ok(runner.invoke(cli, ["info", str(run), "--html", str(page)]))
     html = page.read_text(encoding="utf-8")
-    assert html.count("<svg") == 1 and 'class="val_loss"' in html
+    assert html.count("<svg") == 2 and 'class="val_loss"' in html  # losses, gradient norm
     alone = tmp_path / "alone" / "m.safetensors"
     alone.parent.mkdir()
     shutil.copy(run / "best.safetensors", alone)

@@ -41,18 +41,31 @@ class Stepper:
         zeros = lambda: torch.zeros(batch, self.hidden)  # noqa: E731
         return [(zeros(), zeros()) if self.cell == "lstm" else zeros() for _ in range(self.layers)]
 
+    def layer_step(
+        self, k: int, x: Tensor, state: CellState
+    ) -> tuple[CellState, dict[str, Tensor]]:
+        """Layer k's cell, one step: x is the character ids (B,) for layer 0, else the
+        layer below's h (B, H); returns its new state and gates. Differentiable in x
+        (k > 0) and the state, which is what the gradient analysis takes apart."""
+        if k == 0:
+            xw = self.input_table[x]  # (B, G*H)
+        else:
+            xw = torch.addmm(self.b_ih[k], x, self.w_ih[k].t())  # (B, G*H)
+        return cell_step(self.cell, xw, state, self.w_hh[k], self.b_hh[k])
+
     @torch.no_grad()
     def step(self, ids: Tensor, layers: list[CellState]) -> tuple[Tensor, list[dict[str, Tensor]]]:
         """ids (B,) -> logits (B, V) for the next character (as CharRNN.forward's), and
         each layer's gates while reading ids; `layers` is advanced in place (its
         entries replaced)."""
-        gates, x = [], None
+        gates, x = [], ids
         for k in range(self.layers):
-            if k == 0:
-                xw = self.input_table[ids]  # (B, G*H)
-            else:
-                xw = torch.addmm(self.b_ih[k], x, self.w_ih[k].t())
-            layers[k], layer_gates = cell_step(self.cell, xw, layers[k], self.w_hh[k], self.b_hh[k])
-            x = layers[k][0] if self.cell == "lstm" else layers[k]  # (B, H)
+            layers[k], layer_gates = self.layer_step(k, x, layers[k])
+            x = output_of(layers[k])  # (B, H)
             gates.append(layer_gates)
         return self.head.logits(x), gates  # (B, V)
+
+
+def output_of(state: CellState) -> Tensor:
+    """What a layer passes up (and to the output layer): h, also for the LSTM's (h, c)."""
+    return state[0] if isinstance(state, tuple) else state

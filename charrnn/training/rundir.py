@@ -253,7 +253,19 @@ def _has_step(record: dict) -> bool:
 
 
 # The figures of a validation record (trainer.py), each a number or null.
-_METRICS_FIGURES = ("time", "train_loss", "val_loss", "val_bpc", "lr", "chars_per_s", "epoch")
+_METRICS_FIGURES = (
+    "time",
+    "train_loss",
+    "val_loss",
+    "val_bpc",
+    "lr",
+    "chars_per_s",
+    "epoch",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "clipped_share",
+    "grad_steps",
+)
 
 
 def _is_metrics_record(record: dict) -> bool:

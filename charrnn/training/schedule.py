@@ -44,6 +44,11 @@ class LoopState:
     segment_step: int = 0
     segment_elapsed: float = 0.0
     segment_peak: float = 1.0
+    # The gradient norms (before clipping) of the steps since the last validation.
+    grad_norm_sum: float = 0.0
+    grad_norm_max: float = 0.0
+    grad_steps: int = 0
+    clipped_steps: int = 0
 
     def start_segment(self, peak_ratio: float) -> None:
         """Begin a new budget here (extending the run): warm-up and cosine start over
@@ -52,6 +57,27 @@ class LoopState:
         self.segment_step, self.segment_elapsed = self.step, self.elapsed
         self.segment_peak = peak_ratio
         self.next_eval, self.evals_done, self.stale_evals = 0.0, 0, 0
+
+    def add_gradient(self, norm: float, clip: float) -> None:
+        """Count one step's gradient norm, before clipping at `clip`."""
+        self.grad_norm_sum += norm
+        self.grad_norm_max = max(self.grad_norm_max, norm)
+        self.grad_steps += 1
+        self.clipped_steps += norm > clip
+
+    def gradient_record(self) -> dict:
+        """The gradient facts of the steps since the last validation, for its metrics
+        record (mean and largest norm before clipping, the share of steps clipped, how
+        many steps), and the count started again."""
+        steps = self.grad_steps
+        record = {
+            "grad_norm_mean": self.grad_norm_sum / steps if steps else None,
+            "grad_norm_max": self.grad_norm_max if steps else None,
+            "clipped_share": self.clipped_steps / steps if steps else None,
+            "grad_steps": steps,
+        }
+        self.grad_norm_sum, self.grad_norm_max, self.grad_steps, self.clipped_steps = 0.0, 0.0, 0, 0
+        return record
 
 
 def progress(config: TrainConfig, loop: LoopState) -> float:

@@ -328,14 +328,18 @@ class Trainer:
         # all ranks then agree on whether the step is finite, and all or none run backward.
         (value,) = self.group.sum(loss.item())
         value /= self.group.world_size
-        finite = math.isfinite(value)
+        finite, norm = math.isfinite(value), math.nan
         if finite:
             self.scaler.scale(loss).backward()  # DDP all-reduces (averages) gradients here
             self.scaler.unscale_(self.optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            # The norm before clipping, read once: the finiteness check below and the
+            # metrics log's gradient facts (LoopState.add_gradient) share the one sync.
+            norm = float(
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            )
             # With fp16 an overflowing gradient is routine: the scaler skips that update and
             # lowers its scale. Otherwise a non-finite gradient is a fault.
-            finite = self.scaler.is_enabled() or bool(torch.isfinite(norm))
+            finite = self.scaler.is_enabled() or math.isfinite(norm)
         if not finite:
             # Never let a non-finite value reach the weights or the carried state.
             self.optimizer.zero_grad(set_to_none=True)
@@ -347,6 +351,8 @@ class Trainer:
         self.hidden = hidden
         loop.loss_sum += value
         loop.loss_count += 1
+        if math.isfinite(norm):  # not an fp16 overflow, which the scaler skipped
+            loop.add_gradient(norm, self.config.grad_clip)
         if self.group.is_main:
             self.rundir.log_step({"step": loop.step, "loss": value, "lr": lr})
         return value
@@ -401,6 +407,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "chars_per_s": loop.chars_seen / training_seconds,
             "epoch": self.streams.epoch,
+            **loop.gradient_record(),
         }
         if sample is not None:
             record["sample"] = sample

@@ -1,5 +1,6 @@
 """How scores are written out: one formatter per output shape (a table row, a
-one-line summary, label/value pairs for report tables, a loss in nats and bits).
+one-line summary, label/value pairs for report tables, a loss in nats and bits, the
+figures of gradient decay).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..inference.gradients import GradientDecay
     from ..inference.score import TextScore
 
 SCORE_HEADER = (
@@ -56,3 +58,46 @@ def score_pairs(score: TextScore) -> list[tuple[str, str]]:
 def nats_and_bits(nats: float) -> str:
     """A loss per character, e.g. '1.4392 nats/char (2.0763 bits/char)'."""
     return f"{nats:.4f} nats/char ({nats / math.log(2):.4f} bits/char)"
+
+
+def decay_rows(curves: list[tuple[str, GradientDecay]]) -> tuple[list[str], list[list[str]]]:
+    """The figures of gradient decay, a row per model and state (header, rows): its cell,
+    the layer followed, the mean norm at k = 1 and at k = K, the first k where it is below
+    DECAY_RATIO of its k = 1 value, and the factor per step back (DECAY_NOTE)."""
+    from ..inference.gradients import DECAY_RATIO
+
+    distance = max(decay.distance for _, decay in curves)
+    header = [
+        "model",
+        "cell",
+        "layer",
+        "state",
+        "k = 1",
+        f"k = {distance}",
+        f"< {DECAY_RATIO:g} at k",
+    ]
+    header.append("x per step")
+    rows = []
+    for label, decay in curves:
+        for state, values in decay.norms.items():
+            below, factor = decay.falls_below(state), decay.factor_per_step(state)
+            rows.append(
+                [
+                    label,
+                    decay.cell,
+                    str(decay.layer),
+                    state,
+                    f"{values[0]:.3g}",
+                    f"{values[-1]:.3g}",
+                    "-" if below is None else f"{below:,}",
+                    "-" if factor is None else f"{factor:.3f}",
+                ]
+            )
+    return header, rows
+
+
+DECAY_NOTE = (
+    "layer: the one whose state is followed; k = 1, k = K: the mean norm there; "
+    "< r at k: the first k where it is below r times its value at k = 1 (- : not within K); "
+    "x per step: the factor it changes by per step back (fitted to log norm over k)"
+)

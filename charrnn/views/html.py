@@ -7,13 +7,16 @@ which a small script turns into a styled tooltip. All text is escaped.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from html import escape
 
 import numpy as np
 
 from ..inference.analysis import Activations, TextAnalysis, UnitMatch, value_range
 from ..inference.analysis import display_value as squash
+from ..inference.gradients import GradientDecay
 from .colorscale import (
     LEGEND_BITS,
     activation_rgb,
@@ -21,7 +24,7 @@ from .colorscale import (
     surprisal_rgb,
     text_rgb,
 )
-from .figures import score_pairs
+from .figures import DECAY_NOTE, decay_rows, score_pairs
 from .terminal import NEWLINE_MARK, shown_char, state_label
 
 CSS = """
@@ -180,8 +183,17 @@ def activations_report(
     return page(title, "\n".join(body))
 
 
-# --------------------------------------------------------------------------- training curves
-SERIES = [("train_loss", "train", "#1f77b4"), ("val_loss", "validation", "#d62728")]
+# --------------------------------------------------------------------------- charts
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+
+
+@dataclass(frozen=True)
+class ChartSeries:
+    key: str  # the polyline's class
+    label: str  # in the legend
+    colour: str
+    points: list[tuple[float, float]]
+    dashed: bool = False
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -197,22 +209,43 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def loss_svg(history: list[dict], width: int = 720, height: int = 360) -> str:
-    """An inline SVG line chart of train and validation loss (nats/char) over steps."""
-    series = {
-        key: [(r["step"], r[key]) for r in history if r.get(key) is not None]
-        for key, _, _ in SERIES
-    }
-    points = [p for values in series.values() for p in values]
-    left, right, top, bottom = 64, 20, 20, 48
+def decade_ticks(low: float, high: float, count: int = 8) -> list[int]:
+    """Powers of ten (their exponents) in [low, high] (log10 values), at most about
+    `count` of them; the ends themselves when no power of ten lies between."""
+    first, last = math.ceil(low - 1e-9), math.floor(high + 1e-9)
+    stride = max(1, math.ceil((last - first + 1) / count))
+    return list(range(first, last + 1, stride))
+
+
+def chart_svg(
+    series: list[ChartSeries],
+    x_label: str,
+    y_label: str,
+    log_y: bool = False,
+    markers: bool = True,
+    empty: str = "nothing to plot",
+    width: int = 720,
+    height: int = 360,
+) -> str:
+    """An inline SVG line chart, one polyline (class = the series' key) per series;
+    with `log_y` a logarithmic y axis (points that are not positive are left out)."""
+    if log_y:
+        series = [
+            dataclasses.replace(
+                s, points=[(x, math.log10(y)) for x, y in s.points if y > 0 and math.isfinite(y)]
+            )
+            for s in series
+        ]
+    points = [p for s in series for p in s.points]
+    left, right, top, bottom = 72, 20, 20, 48
     plot_w, plot_h = width - left - right, height - top - bottom
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="training curves">',
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(y_label)}">',
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
     ]
     if not points:
-        parts.append(f'<text x="{left}" y="{top + 20}">no loss records to plot</text></svg>')
+        parts.append(f'<text x="{left}" y="{top + 20}">{escape(empty)}</text></svg>')
         return "".join(parts)
     x0, x1 = min(s for s, _ in points), max(s for s, _ in points)
     y0, y1 = min(v for _, v in points), max(v for _, v in points)
@@ -223,17 +256,22 @@ def loss_svg(history: list[dict], width: int = 720, height: int = 360) -> str:
     pad = (y1 - y0) * 0.05
     y0, y1 = y0 - pad, y1 + pad
 
-    def px(step: float) -> float:
-        return left + (step - x0) / (x1 - x0) * plot_w
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
 
-    def py(loss: float) -> float:
-        return top + (y1 - loss) / (y1 - y0) * plot_h
+    def py(y: float) -> float:
+        return top + (y1 - y) / (y1 - y0) * plot_h
 
-    for value in nice_ticks(y0, y1):
+    ticks = [(d, f"1e{d}") for d in decade_ticks(y0, y1)] if log_y else []
+    if not log_y or len(ticks) < 2:
+        ticks = [
+            (value, f"{10**value:.2g}" if log_y else f"{value:.2f}") for value in nice_ticks(y0, y1)
+        ]
+    for value, text in ticks:
         y = py(value)
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.2f}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{text}</text>'
         )
     for value in (v for v in nice_ticks(x0, x1) if v == int(v)):
         x = px(value)
@@ -244,40 +282,95 @@ def loss_svg(history: list[dict], width: int = 720, height: int = 360) -> str:
         )
     parts.append(
         f'<path d="M{left},{top} V{top + plot_h} H{left + plot_w}" fill="none" stroke="#333"/>'
-        f'<text x="{left + plot_w / 2:.1f}" y="{height - 8}" text-anchor="middle">step</text>'
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 8}" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
         f'<text transform="translate(14,{top + plot_h / 2:.1f}) rotate(-90)" '
-        f'text-anchor="middle">loss (nats/char)</text>'
+        f'text-anchor="middle">{escape(y_label)}</text>'
     )
-    for index, (key, label, colour) in enumerate(SERIES):
-        values = series[key]
-        if not values:
-            continue
-        coords = " ".join(f"{px(s):.1f},{py(v):.1f}" for s, v in values)
+    longest = max(len(s.label) for s in series)
+    lx = max(left + 10, left + plot_w - 40 - 7 * longest)
+    for index, s in enumerate(x for x in series if x.points):
+        dash = ' stroke-dasharray="6,4"' if s.dashed else ""
+        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in s.points)
         parts.append(
-            f'<polyline class="{key}" points="{coords}" fill="none" stroke="{colour}" '
-            f'stroke-width="2"/>'
+            f'<polyline class="{escape(s.key)}" points="{coords}" fill="none" '
+            f'stroke="{s.colour}" stroke-width="2"{dash}/>'
         )
-        parts += [
-            f'<circle cx="{px(s):.1f}" cy="{py(v):.1f}" r="3" fill="{colour}"/>' for s, v in values
-        ]
-        lx, ly = left + plot_w - 150, top + 16 + 18 * index
+        if markers:
+            parts += [
+                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{s.colour}"/>'
+                for x, y in s.points
+            ]
+        ly = top + 16 + 18 * index
         parts.append(
-            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{colour}" '
-            f'stroke-width="2"/><text x="{lx + 30}" y="{ly}">{label}</text>'
+            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{s.colour}" '
+            f'stroke-width="2"{dash}/><text x="{lx + 30}" y="{ly}">{escape(s.label)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
 
 
+# --------------------------------------------------------------------------- training curves
+SERIES = [("train_loss", "train", "#1f77b4"), ("val_loss", "validation", "#d62728")]
+GRADIENT_SERIES = [("grad_norm_mean", "mean", "#2ca02c"), ("grad_norm_max", "largest", "#ff7f0e")]
+
+
+def _history_series(history: list[dict], keys) -> list[ChartSeries]:
+    return [
+        ChartSeries(
+            key, label, colour, [(r["step"], r[key]) for r in history if r.get(key) is not None]
+        )
+        for key, label, colour in keys
+    ]
+
+
+def loss_svg(history: list[dict], width: int = 720, height: int = 360) -> str:
+    """An inline SVG line chart of train and validation loss (nats/char) over steps."""
+    return chart_svg(
+        _history_series(history, SERIES),
+        "step",
+        "loss (nats/char)",
+        empty="no loss records to plot",
+        width=width,
+        height=height,
+    )
+
+
+def has_gradients(history: list[dict]) -> bool:
+    """Whether a run's log records gradient norms (runs from before it did not)."""
+    return any(r.get("grad_norm_mean") is not None for r in history)
+
+
+def gradient_norm_svg(history: list[dict], width: int = 720, height: int = 300) -> str:
+    """The gradient norm before clipping over steps, mean and largest of each
+    validation interval, on a log scale."""
+    return chart_svg(
+        _history_series(history, GRADIENT_SERIES),
+        "step",
+        "gradient norm",
+        log_y=True,
+        empty="no gradient norms recorded",
+        width=width,
+        height=height,
+    )
+
+
 def info_report(title: str, about: list[tuple[str, str]], history: list[dict]) -> str:
     body = [summary_table(about), "<h2>Training curves</h2>", loss_svg(history)]
+    gradients = has_gradients(history)
+    if gradients:
+        body += ["<h2>Gradient norm before clipping</h2>", gradient_norm_svg(history)]
     if history:
-        body.append(
-            _records_table(
-                ("step", "train loss", "val loss"),
-                [(r["step"], _fmt(r.get("train_loss")), _fmt(r.get("val_loss"))) for r in history],
-            )
-        )
+        columns = ["step", "train loss", "val loss"]
+        columns += ["grad norm mean", "grad norm max", "clipped"] * gradients
+        rows = []
+        for r in history:
+            cells = [r["step"], _fmt(r.get("train_loss")), _fmt(r.get("val_loss"))]
+            if gradients:
+                cells += [_fmt(r.get("grad_norm_mean")), _fmt(r.get("grad_norm_max"))]
+                cells.append(_percent(r.get("clipped_share")))
+            rows.append(cells)
+        body.append(_records_table(columns, rows))
     sampled = [r for r in history if r.get("sample") is not None]
     if sampled:
         body.append("<h2>Samples while training</h2>")
@@ -307,3 +400,53 @@ def _records_table(columns, rows, css: str = "summary") -> str:
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _percent(share) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
+# --------------------------------------------------------------------------- gradient decay
+def decay_svg(curves: list[tuple[str, GradientDecay]], width: int = 720, height: int = 400) -> str:
+    """The mean gradient norm over the distance k on a log scale: a colour per model,
+    h solid and the LSTM's c dashed."""
+    series = []
+    for index, (label, decay) in enumerate(curves):
+        for state, values in decay.norms.items():
+            series.append(
+                ChartSeries(
+                    f"decay-{index}-{state}",
+                    f"{label} {state}",
+                    COLOURS[index % len(COLOURS)],
+                    list(enumerate(values.tolist(), start=1)),
+                    dashed=state == "c",
+                )
+            )
+    return chart_svg(
+        series,
+        "k: characters back",
+        "mean |d loss_t / d state_t-k|",
+        log_y=True,
+        markers=False,
+        width=width,
+        height=height,
+    )
+
+
+def decay_report(
+    title: str, curves: list[tuple[str, GradientDecay]], about: list[tuple[str, str]]
+) -> str:
+    """One page: `about` (the text), the chart, and per model and state where the norm
+    falls below DECAY_RATIO of its k = 1 value and its factor per step."""
+    header, rows = decay_rows(curves)
+    head = "".join(f"<th>{escape(k)}</th>" for k in header)
+    cells = "".join(
+        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    body = [
+        summary_table(about),
+        decay_svg(curves),
+        f'<table class="summary decay"><tr>{head}</tr>{cells}</table>',
+        f"<p>{escape(DECAY_NOTE)}</p>",
+    ]
+    return page(title, "\n".join(body))

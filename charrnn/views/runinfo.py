@@ -4,6 +4,7 @@ run's validation history (RUN/metrics.jsonl, read through training/rundir.py). N
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class RunInfo:
         best = self.best_val_nats
         if best is not None:
             rows.append(("best validation", nats_and_bits(best)))
+        gradients = self.gradient_summary()
+        if gradients is not None:
+            rows += gradient_rows(gradients)
         train_config = info.get("train_config") or {}
         if train_config:
             keys = ("seq_len", "batch_size", "lr", "max_time", "max_steps", "seed")
@@ -72,7 +76,48 @@ class RunInfo:
             "best_val_nats": self.best_val_nats,
             "metrics": str(self.metrics_path) if self.metrics_path else None,
             "history": self.history,
+            "gradients": self.gradient_summary(),
         }
+
+    def gradient_summary(self) -> dict | None:
+        """The gradient norms of the whole log: steps counted, their mean and largest
+        norm before clipping, the clipping threshold and the share of steps clipped.
+        None for a log without them (a run from before they were recorded)."""
+        records = [r for r in self.history if all(_number(r.get(k)) for k in GRADIENT_KEYS)]
+        steps = sum(r["grad_steps"] for r in records)
+        if not steps:
+            return None
+
+        def weighted(key: str) -> float:
+            return sum(r[key] * r["grad_steps"] for r in records) / steps
+
+        return {
+            "steps": steps,
+            "norm_mean": weighted("grad_norm_mean"),
+            "norm_max": max(r["grad_norm_max"] for r in records),
+            "clip": (self.loaded.info.get("train_config") or {}).get("grad_clip"),
+            "clipped_share": weighted("clipped_share"),
+        }
+
+
+GRADIENT_KEYS = ("grad_norm_mean", "grad_norm_max", "clipped_share", "grad_steps")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def gradient_rows(summary: dict) -> list[tuple[str, str]]:
+    """A gradient_summary as (label, value) rows."""
+    clip = summary["clip"]
+    threshold = ""
+    if _number(clip):
+        threshold = " (no clipping)" if math.isinf(clip) else f" (above {clip:g})"
+    norms = f"mean {summary['norm_mean']:.3g}, largest {summary['norm_max']:.3g}"
+    return [
+        ("gradient norm", f"{norms} (before clipping)"),
+        ("clipped steps", f"{summary['clipped_share']:.1%} of {summary['steps']:,}{threshold}"),
+    ]
 
 
 def init_record(record: dict) -> str:

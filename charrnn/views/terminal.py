@@ -3,7 +3,7 @@
 Coloured text (surprisal heatmaps, unit activations) comes as a rich Text; for
 output without colour (NO_COLOR, a pipe) the same information is a plain
 string with a row of digits under each line of text. Tables are rich Tables;
-the loss plot is plain text lines.
+the plots (losses, gradient norms) are plain text lines.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from rich.text import Text
 
 from ..inference.analysis import GATE_NAMES, Activations, TextAnalysis, UnitMatch, value_range
 from ..inference.analysis import display_value as squash
+from ..inference.gradients import GradientDecay
 from . import figures
 from .colorscale import (
     LEGEND_BITS,
@@ -177,37 +178,43 @@ def info_table(rows: list[tuple[str, str]], title: str) -> Table:
     return table
 
 
-PLOT_MARKS = {"train_loss": "·", "val_loss": "o"}
+Series = tuple[str, str, list[tuple[float, float]]]  # (label, mark, [(x, y), ...])
 
 
-def loss_plot(history: list[dict], width: int = 64, height: int = 14) -> list[str]:
-    """A text plot of train and validation loss (nats/char) over steps.
-
-    Each series is drawn with its own mark, linearly interpolated between
-    records; validation is drawn last so it shows where they overlap.
-    """
-    series = {
-        key: [(r["step"], r[key]) for r in history if r.get(key) is not None] for key in PLOT_MARKS
-    }
-    points = [p for values in series.values() for p in values]
+def text_plot(
+    series: list[Series],
+    x_name: str,
+    note: str,
+    log_y: bool = False,
+    width: int = 64,
+    height: int = 14,
+) -> list[str]:
+    """A text plot of several series, each drawn with its own mark and linearly
+    interpolated between its points; later series are drawn over earlier ones. With
+    `log_y` the y axis is logarithmic (points that are not positive are left out).
+    Under the axis: `x_name` and the x range, then a legend ending in `(note)`."""
+    if log_y:
+        series = [
+            (label, mark, [(x, math.log10(y)) for x, y in points if y > 0 and math.isfinite(y)])
+            for label, mark, points in series
+        ]
+    points = [p for _, _, values in series for p in values]
     if not points:
-        return ["(no loss records to plot)"]
-    steps = [s for s, _ in points]
-    losses = [v for _, v in points]
-    x0, x1 = min(steps), max(steps)
-    y0, y1 = min(losses), max(losses)
+        return []
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
     if y1 - y0 < 1e-9:
         y0, y1 = y0 - 0.5, y1 + 0.5
     grid = [[" "] * width for _ in range(height)]
 
-    def column(step: float) -> int:
-        return 0 if x1 == x0 else round((step - x0) / (x1 - x0) * (width - 1))
+    def column(x: float) -> int:
+        return 0 if x1 == x0 else round((x - x0) / (x1 - x0) * (width - 1))
 
-    def row(loss: float) -> int:
-        return height - 1 - round((loss - y0) / (y1 - y0) * (height - 1))
+    def row(y: float) -> int:
+        return height - 1 - round((y - y0) / (y1 - y0) * (height - 1))
 
-    for key, values in series.items():
-        mark = PLOT_MARKS[key]
+    for _, mark, values in series:
         for (s0, v0), (s1, v1) in zip(values, values[1:]):
             c0, c1 = column(s0), column(s1)
             for c in range(c0, c1 + 1):
@@ -215,21 +222,91 @@ def loss_plot(history: list[dict], width: int = 64, height: int = 14) -> list[st
                 grid[row(v0 + (v1 - v0) * t)][c] = mark
         for s, v in values:
             grid[row(v)][column(s)] = mark
-    label_width = max(len(f"{y1:.3f}"), len(f"{y0:.3f}"))
+
+    def label(value: float) -> str:
+        return f"{10**value:.1e}" if log_y else f"{value:.3f}"
+
+    label_width = max(len(label(y1)), len(label(y0)))
     lines = []
     for r, cells in enumerate(grid):
         value = y1 - (y1 - y0) * r / (height - 1)
-        label = f"{value:.3f}" if r in (0, height // 2, height - 1) else ""
-        lines.append(f"{label:>{label_width}} |" + "".join(cells))
+        shown = label(value) if r in (0, height // 2, height - 1) else ""
+        lines.append(f"{shown:>{label_width}} |" + "".join(cells))
     lines.append(" " * label_width + " +" + "-" * width)
-    left, right = f"step {x0:,}", f"{x1:,}"
+    left, right = f"{x_name} {x0:,}", f"{x1:,}"
     lines.append(" " * (label_width + 2) + left + right.rjust(width - len(left)))
-    lines.append(
-        " " * (label_width + 2)
-        + "   ".join(f"{mark} {key.replace('_loss', '')}" for key, mark in PLOT_MARKS.items())
-        + "  (loss in nats/char)"
-    )
+    legend = "   ".join(f"{mark} {name}" for name, mark, _ in series)
+    lines.append(" " * (label_width + 2) + legend + f"  ({note})")
     return lines
+
+
+PLOT_MARKS = {"train_loss": "·", "val_loss": "o"}
+
+
+def loss_plot(history: list[dict], width: int = 64, height: int = 14) -> list[str]:
+    """A text plot of train and validation loss (nats/char) over steps; validation is
+    drawn last so it shows where they overlap."""
+    series = [
+        (key.replace("_loss", ""), mark, _over_steps(history, key))
+        for key, mark in PLOT_MARKS.items()
+    ]
+    lines = text_plot(series, "step", "loss in nats/char", width=width, height=height)
+    return lines or ["(no loss records to plot)"]
+
+
+def _over_steps(history: list[dict], key: str) -> list[tuple[int, float]]:
+    return [(r["step"], r[key]) for r in history if r.get(key) is not None]
+
+
+GRADIENT_MARKS = {"grad_norm_max": "^", "grad_norm_mean": "o"}
+
+
+def gradient_norm_plot(history: list[dict], width: int = 64, height: int = 10) -> list[str]:
+    """A text plot (log scale) of the gradient norm before clipping, the mean and the
+    largest of each validation interval; empty when the log has none."""
+    series = [
+        (key.replace("grad_norm_", ""), mark, _over_steps(history, key))
+        for key, mark in GRADIENT_MARKS.items()
+    ]
+    return text_plot(
+        series, "step", "gradient norm before clipping, log scale", True, width, height
+    )
+
+
+# --------------------------------------------------------------------------- gradient decay
+DECAY_MARKS = "ox+*#@%&"
+
+
+def decay_plot(
+    curves: list[tuple[str, GradientDecay]], width: int = 64, height: int = 16
+) -> list[str]:
+    """A text plot (log scale) of the mean gradient norm over the distance k, a mark per
+    model and state."""
+    curves_by_state = [
+        (f"{label} {state}", values)
+        for label, decay in curves
+        for state, values in decay.norms.items()
+    ]
+    series = [
+        (name, DECAY_MARKS[index % len(DECAY_MARKS)], list(enumerate(values.tolist(), start=1)))
+        for index, (name, values) in enumerate(curves_by_state)
+    ]
+    note = "mean |d loss_t / d state_t-k|, log scale"
+    return text_plot(series, "k", note, True, width, height) or ["(no gradient to plot)"]
+
+
+def decay_table(curves: list[tuple[str, GradientDecay]]) -> Table:
+    """figures.decay_rows as a table, with what its columns mean as its caption."""
+    header, rows = figures.decay_rows(curves)
+    table = Table(
+        title="mean norm of the gradient of the loss at t with respect to the state at t-k",
+        caption=figures.DECAY_NOTE,
+    )
+    for index, name in enumerate(header):
+        table.add_column(name, justify="left" if index < 4 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 # --------------------------------------------------------------------------- samples
