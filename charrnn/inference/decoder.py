@@ -170,11 +170,17 @@ class Decoder:
 
     def output(self, x: np.ndarray) -> np.ndarray:
         """The last layer's h (B, H) -> logits (B, V) (log-probabilities when adaptive)."""
-        logits = _product(self.head_w, x, np.empty((len(x), len(self.head_b)), np.float32))
-        logits += self.head_b
+        logits = self.head_logits(x)
         if self.adaptive:
             return self._adaptive_log_probs(x, logits)
         return logits  # (B, V)
+
+    def head_logits(self, x: np.ndarray) -> np.ndarray:
+        """x (B, H) -> the output layer's first product, (B, V), or for an adaptive layer
+        its head's (B, H0 + clusters)."""
+        logits = _product(self.head_w, x, np.empty((len(x), len(self.head_b)), np.float32))
+        logits += self.head_b
+        return logits
 
     def _adaptive_log_probs(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
         """x (B, H) and the head's logits (B, H0 + clusters) -> log p (B, V) in id order."""
@@ -298,9 +304,7 @@ class ClusterDraw:
         self.noise = GumbelNoise(self.rng, scale=temperature)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        decoder, rows = self.decoder, len(x)
-        head = _product(decoder.head_w, x, np.empty((rows, len(decoder.head_b)), np.float32))
-        head += decoder.head_b
+        head = self.decoder.head_logits(x)
         truncated = self.top_k != 0 or self.top_p != 1.0
         if self.temperature == 0 or truncated or self.temperature > 1.0:
             return self.order[self._from_all_clusters(x, head)]
