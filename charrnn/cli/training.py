@@ -207,6 +207,11 @@ def train(
     runtime = start_runtime(RuntimeConfig(device, precision))
     try:
         result = _train(corpus, out, force, resume_dir, changes, quiet, options, runtime, init_from)
+        # Every rank has finished its last collective before any leaves the group: a rank
+        # that left early closed gloo's connections under a slower one (SIGABRT, seen once
+        # in five runs of tests/test_distributed.py). Only after success: after an error
+        # the other ranks may never arrive.
+        runtime.group.barrier()
     finally:
         runtime.close()
     if as_json and runtime.group.is_main:
