@@ -494,7 +494,7 @@ def train_config(settings: dict, finetune: bool = False) -> TrainConfig:
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -508,9 +508,10 @@ class RuntimeConfig:
         choices=DEVICES,
     )
     precision: str = setting(
-        "fp32",
-        "bf16/fp16: mixed precision (autocast) on CUDA; fp16 adds loss scaling. "
-        "May change on --resume.",
+        "auto",
+        "auto: bf16 autocast where the CPU or GPU has native bfloat16, else fp32 "
+        "(on --resume: the run's own where possible). bf16/fp16: autocast, refused "
+        "where not native; fp16 (CUDA only) adds loss scaling.",
         choices=PRECISIONS,
     )
 

@@ -8,6 +8,7 @@ import torch
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.model.modelfile import load_model
 from charrnn.text.corpus import preprocess
+from charrnn.training import precision
 from charrnn.training.trainer import train
 
 TINY_TEXT = (
@@ -24,6 +25,16 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _float32_unless_asked(request, monkeypatch):
+    # `--precision auto` picks bf16 on a CPU with native bfloat16. Tests that compare
+    # figures between runs must not depend on the CPU the suite runs on: here the CPU
+    # has none, unless a test is marked real_cpu_precision (or builds its Runtime).
+    if request.node.get_closest_marker("real_cpu_precision") is None:
+        absent = precision.Bf16Support(False, "the tests train in float32 unless they ask")
+        monkeypatch.setattr(precision, "cpu_bfloat16", lambda facts=None: absent)
 
 
 @pytest.fixture(scope="session")

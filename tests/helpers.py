@@ -1,6 +1,15 @@
 """Small shared pieces for the tests (importable because tests/ has no __init__.py)."""
 
+import pytest
+
+from charrnn.training.precision import cpu_bfloat16
 from charrnn.training.trainer import Reporter
+
+# bf16 training of the LSTM runs only on a CPU with native bfloat16 (oneDNN refuses
+# it elsewhere); the tests of that path skip on other CPUs.
+NEEDS_NATIVE_BF16 = pytest.mark.skipif(
+    not cpu_bfloat16().native, reason=f"this CPU has no native bfloat16: {cpu_bfloat16().evidence}"
+)
 
 # `charrnn train` options for a model that trains in a blink.
 TINY_TRAIN = [

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import FaultCollector, WritesMarker, fails, tiny_train_args
+from helpers import NEEDS_NATIVE_BF16, FaultCollector, WritesMarker, fails, tiny_train_args
 
 from charrnn.cli import cli
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
@@ -51,16 +51,16 @@ def configs(prepared, cell):
     return model, run
 
 
-def resume(run_dir, reporter=None):
+def resume(run_dir, reporter=None, precision="fp32"):
     """Continue a run on the CPU, in this process (as `charrnn train --resume` would)."""
-    return resume_run(run_dir, runtime=Runtime(), reporter=reporter)
+    return resume_run(run_dir, runtime=Runtime(precision=precision), reporter=reporter)
 
 
 def final_weights(run_dir):
     return RunDir(run_dir).latest_state().group("model")
 
 
-def stop_after(prepared, model_config, config, run_dir, steps):
+def stop_after(prepared, model_config, config, run_dir, steps, precision="fp32"):
     """Train into `run_dir` and stop on request after `steps` steps (state saved)."""
     with pytest.raises(TrainingInterrupted) as info:
         train(
@@ -69,19 +69,30 @@ def stop_after(prepared, model_config, config, run_dir, steps):
             config,
             run_dir,
             should_stop=iter([False] * steps + [True]).__next__,
+            runtime=Runtime(precision=precision),
         )
     assert info.value.step == steps
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_stop_and_resume_is_bit_identical(tmp_path, prepared, cell):
+@pytest.mark.parametrize(
+    ("cell", "precision"),
+    [
+        ("lstm", "fp32"),
+        ("gru", "fp32"),
+        # bf16 autocast: the vanilla RNN runs it on any CPU (emulated where not native);
+        # oneDNN's LSTM only where the CPU has bfloat16.
+        ("rnn", "bf16"),
+        pytest.param("lstm", "bf16", marks=NEEDS_NATIVE_BF16),
+    ],
+)
+def test_stop_and_resume_is_bit_identical(tmp_path, prepared, cell, precision):
     model_config, config = configs(prepared, cell)
-    train(prepared, model_config, config, tmp_path / "whole")
+    train(prepared, model_config, config, tmp_path / "whole", runtime=Runtime(precision=precision))
 
-    stop_after(prepared, model_config, config, tmp_path / "split", 9)
+    stop_after(prepared, model_config, config, tmp_path / "split", 9, precision)
     # A fresh process would start here: nothing is shared but the run directory.
     torch.manual_seed(12345)
-    result = resume(tmp_path / "split").run()
+    result = resume(tmp_path / "split", precision=precision).run()
     assert result.steps == STEPS
 
     whole, split = final_weights(tmp_path / "whole"), final_weights(tmp_path / "split")

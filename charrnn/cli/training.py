@@ -49,6 +49,7 @@ class ProgressReporter:
                 f"({info['parameters']:,} parameters) on {info['train_chars']:,} characters, "
                 f"validating on {info['val_chars']:,}"
                 + (f"; resuming at step {info['resumed_at']:,}" if info["resumed_at"] else "")
+                + f"; {info['runtime']['device']}, {info['runtime']['precision_reason']}"
             )
         self.bar = tqdm(
             total=1000,

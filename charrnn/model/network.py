@@ -32,7 +32,7 @@ class SoftmaxHead(nn.Linear):
 
     def log_probs(self, h: Tensor) -> Tensor:
         """h (..., H) -> (..., V) log-probabilities, in vocabulary-id order."""
-        return F.log_softmax(self(h), dim=-1)
+        return F.log_softmax(self(h).float(), dim=-1)  # float32 under autocast too
 
     def target_log_probs(self, h: Tensor, targets: Tensor) -> Tensor:
         """h (..., H), targets (...) ids -> (...) log p(target)."""
@@ -89,10 +89,12 @@ class AdaptiveHead(nn.Module):
 
     def log_probs(self, h: Tensor) -> Tensor:
         """h (..., H) -> (..., V) log-probabilities, in vocabulary-id order."""
-        head = F.log_softmax(self.head(h), dim=-1)  # (..., H0 + clusters)
+        # .float(): under bf16 autocast the products are bf16, and a log-softmax in
+        # bf16 is off by ~1e-2; normalising in float32 keeps the loss float32-exact.
+        head = F.log_softmax(self.head(h).float(), dim=-1)  # (..., H0 + clusters)
         parts = [head[..., : self.shortlist]]
         for k, cluster in enumerate(self.tail):
-            within = F.log_softmax(cluster(h), dim=-1)  # (..., size_k)
+            within = F.log_softmax(cluster(h).float(), dim=-1)  # (..., size_k)
             parts.append(within + head[..., self.shortlist + k, None])
         ranked = torch.cat(parts, dim=-1)  # (..., V) in rank order
         return ranked.index_select(-1, self.ranks())
@@ -106,12 +108,13 @@ class AdaptiveHead(nn.Module):
         bounds = torch.tensor(self.cutoffs, device=rank.device)
         cluster = torch.bucketize(rank, bounds, right=True)  # (N,) 0: head, k+1: cluster k
         column = torch.where(cluster == 0, rank, self.shortlist + cluster - 1)
-        out = F.log_softmax(self.head(h), dim=-1).gather(1, column[:, None])[:, 0]  # (N,)
+        # float32 normalisation under autocast, as in log_probs
+        out = F.log_softmax(self.head(h).float(), dim=-1).gather(1, column[:, None])[:, 0]
         for k, tail in enumerate(self.tail):
             rows = (cluster == k + 1).nonzero()[:, 0]
-            within = F.log_softmax(tail(h[rows]), dim=-1)  # (n_k, size_k)
+            within = F.log_softmax(tail(h[rows]).float(), dim=-1)  # (n_k, size_k)
             picked = within.gather(1, (rank[rows] - self.cutoffs[k])[:, None])[:, 0]
-            out = out.index_add(0, rows, picked.to(out.dtype))
+            out = out.index_add(0, rows, picked)
         return out.view(shape)
 
 
@@ -184,3 +187,13 @@ def select_state(state: State, rows: Tensor | slice) -> State:
     if isinstance(state, tuple):
         return tuple(s[:, rows] for s in state)
     return state[:, rows]
+
+
+def float32_state(state: State | None) -> State | None:
+    """`state` in float32 (autocast may return a bf16 state): what is carried between
+    batches and saved in training states, whatever the precision."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.float() for s in state)
+    return state.float()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.distributed as dist
@@ -18,6 +18,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import RuntimeConfig
 from ..errors import CharRNNError
+from .precision import (
+    PRECISION_NAMES,
+    Bf16Support,
+    PrecisionChoice,
+    choose_precision,
+    resumed_precision,
+)
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -43,19 +50,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             raise CharRNNError("--device mps: no Apple-silicon GPU (MPS) is available")
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Mixed precision is for CUDA; refuse it elsewhere with the reason."""
-    if precision == "fp32" or device.type == "cuda":
-        if precision == "bf16" and not torch.cuda.is_bf16_supported():
-            raise CharRNNError("--precision bf16: this GPU has no bfloat16; use fp16 or fp32")
-        return
-    # CPU autocast to bf16 fails in oneDNN's LSTM on CPUs without bf16 support (it did on
-    # the project's machine), and fp16 needs a gradient scaler built for CUDA.
-    raise CharRNNError(
-        f"--precision {precision} needs a CUDA device; on {device.type} train with --precision fp32"
-    )
 
 
 @dataclass
@@ -125,11 +119,30 @@ class ProcessGroup:
 
 @dataclass
 class Runtime:
-    """The device, precision and process group of one training process."""
+    """The device, precision and process group of one training process.
+
+    `precision` (fp32, bf16, fp16) is what autocast uses; `choice`, where the
+    precision was chosen by start_runtime, says what was asked for and why.
+    """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"
     group: ProcessGroup = field(default_factory=ProcessGroup)
+    choice: PrecisionChoice | None = None
+
+    def resume_in(self, recorded: str | None) -> str | None:
+        """Set the precision a resumed run continues in (precision.resumed_precision;
+        `recorded` is the run's); a note when it is not the run's own."""
+        if self.choice is None:  # built by hand: its precision stands
+            return None
+        self.precision, note = resumed_precision(self.choice, recorded)
+        return note
+
+    def describe_precision(self) -> str:
+        """The precision in words, with the reason when it was chosen automatically."""
+        if self.choice is not None and self.choice.precision == self.precision:
+            return self.choice.describe()
+        return PRECISION_NAMES[self.precision]
 
     def autocast(self):
         """Mixed-precision region for the forward pass (nothing for fp32)."""
@@ -153,6 +166,7 @@ class Runtime:
         return {
             "device": str(self.device),
             "precision": self.precision,
+            "precision_reason": self.describe_precision(),
             "world_size": self.group.world_size,
         }
 
@@ -162,17 +176,18 @@ class Runtime:
 
 
 def start_runtime(config: RuntimeConfig | None = None) -> Runtime:
-    """Pick the device and precision; join the process group when run under torchrun."""
+    """Pick the device and precision (precision.choose_precision); join the process
+    group when run under torchrun."""
     config = config or RuntimeConfig()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(config.device, local_rank if world_size > 1 else 0)
-    check_precision(config.precision, device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    choice = choose_precision(config.precision, device)
     if world_size == 1:
-        return Runtime(device, config.precision)
+        return Runtime(device, choice.precision, choice=choice)
     if device.type == "mps":
         raise CharRNNError("several processes need CUDA (nccl) or the CPU (gloo); not mps")
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -185,4 +200,15 @@ def start_runtime(config: RuntimeConfig | None = None) -> Runtime:
     )
     collective_device = device if backend == "nccl" else torch.device("cpu")
     group = ProcessGroup(rank, world_size, local_rank, collective_device)
-    return Runtime(device, config.precision, group)
+    choice = agreed(choice, group)
+    return Runtime(device, choice.precision, group, choice)
+
+
+def agreed(choice: PrecisionChoice, group: ProcessGroup) -> PrecisionChoice:
+    """`choice`, or float32 where auto chose bf16 but another process (on another
+    machine) did not: all processes train in one precision."""
+    (with_bf16,) = group.sum(choice.precision == "bf16")
+    if choice.requested != "auto" or with_bf16 in (0, group.world_size):
+        return choice
+    evidence = f"{int(with_bf16)} of {group.world_size} processes have native bfloat16"
+    return replace(choice, precision="fp32", bf16=Bf16Support(False, evidence))

@@ -235,7 +235,9 @@ def resume_run(
 ) -> Trainer:
     """A Trainer continuing the newest complete state in `run_dir`, with the settings it
     was started with; the logs lose their records of steps after that state.
-    `runtime` as for start_run: the device and precision may differ from the run's.
+    `runtime` as for start_run: the device and precision may differ from the run's
+    (a precision of auto keeps the run's own where the device has it:
+    precision.resumed_precision).
 
     Without `max_time` and `max_steps` the run goes on to the end of its budget, as
     if it had not stopped (a finished run has nothing left: `trainer.stop_reason`).
@@ -262,6 +264,7 @@ def resume_run(
     rundir.check_own(state)
     corpus = checkpoint.prepared_corpus(state)  # the same data, or one error line
     config = replace(TrainConfig(**meta["train_config"]), **changes)
+    precision_note = runtime.resume_in((meta.get("runtime") or {}).get("precision"))
     trainer = Trainer(
         corpus, ModelConfig(**meta["model_config"]), config, rundir, reporter, runtime
     )
@@ -272,6 +275,8 @@ def resume_run(
         trainer.extend(peak_ratio)
     for message in skipped:
         reporter.on_fault(f"skipped a damaged training state: {message}")
+    if precision_note and runtime.group.is_main:
+        reporter.on_note(precision_note)
     for message in rundir.damaged_logs():
         reporter.on_warning(message)
     step = trainer.loop.step

@@ -26,7 +26,7 @@ from ..config import ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharRNNError
 from ..inference.sample import sample_text
 from ..inference.score import score_ids
-from ..model.network import CharRNN, detach_state
+from ..model.network import CharRNN, detach_state, float32_state
 from ..text.corpus import PreparedCorpus
 from . import checkpoint
 from .batches import BatchStreams
@@ -320,6 +320,7 @@ class Trainer:
                 loss = -log_p.mean()
             else:
                 logits, hidden = self.network(x, detach_state(self.hidden))  # (B/W, T, V)
+                # autocast computes cross_entropy in float32 from bf16 logits
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         loop.step += 1
@@ -348,7 +349,7 @@ class Trainer:
             return None
         self.scaler.step(self.optimizer)  # optimizer.step() unless fp16 overflowed
         self.scaler.update()
-        self.hidden = hidden
+        self.hidden = float32_state(hidden)  # autocast may give bf16; states hold float32
         loop.loss_sum += value
         loop.loss_count += 1
         if math.isfinite(norm):  # not an fp16 overflow, which the scaler skipped
@@ -407,6 +408,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "chars_per_s": loop.chars_seen / training_seconds,
             "epoch": self.streams.epoch,
+            "precision": self.runtime.precision,  # may change on --resume
             **loop.gradient_record(),
         }
         if sample is not None:

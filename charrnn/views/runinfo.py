@@ -59,6 +59,9 @@ class RunInfo:
             rows.append(
                 ("training", ", ".join(f"{k}={train_config[k]}" for k in keys if k in train_config))
             )
+        runtime = info.get("runtime") or {}
+        if runtime:
+            rows.append(("computed on", computed_on(runtime, self.history)))
         if info.get("corpus"):
             rows.append(("corpus", str(info["corpus"])))
         if info.get("init_from"):
@@ -118,6 +121,27 @@ def gradient_rows(summary: dict) -> list[tuple[str, str]]:
         ("gradient norm", f"{norms} (before clipping)"),
         ("clipped steps", f"{summary['clipped_share']:.1%} of {summary['steps']:,}{threshold}"),
     ]
+
+
+def computed_on(runtime: dict, history: list[dict]) -> str:
+    """The device and precision the model file was trained on, in words, and the
+    precisions of the whole run where a resume changed it ("bf16 to step 40, then
+    fp32"), from the validation records."""
+    precision = runtime.get("precision_reason") or runtime.get("precision")
+    words = f"{runtime.get('device')}, {precision}"
+    spans: list[list] = []  # [precision, last step]
+    for record in history:
+        precision = record.get("precision")
+        if precision is None:
+            continue
+        if spans and spans[-1][0] == precision:
+            spans[-1][1] = record["step"]
+        else:
+            spans.append([precision, record["step"]])
+    if len(spans) < 2:
+        return words
+    parts = [f"{precision} to step {step:,}" for precision, step in spans[:-1]]
+    return f"{words}; the run: {', then '.join(parts)}, then {spans[-1][0]}"
 
 
 def init_record(record: dict) -> str:
