@@ -40,42 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         rows.append({"name": f"plain_lstm.py {args.plain_args}".strip(), **plain})
         print(json.dumps(rows[-1]), flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = str(args.keep) if args.keep else tmp
-        trained, wall = run_json(
-            charrnn(
-                "train",
-                str(args.train),
-                "--val",
-                str(args.val),
-                "--out",
-                run_dir,
-                "--quiet",
-                "--json",
-                "--max-time",
-                str(args.seconds),
-                *args.train_args,
-            )
-        )
-        scored, score_wall = run_json(
-            charrnn(
-                "score", "--model", trained["model"], "--file", str(args.val), "--exact", "--json"
-            )
-        )
-    rows.append(
-        {
-            "name": f"charrnn {' '.join(args.train_args)}".strip(),
-            "chars_per_s": round(trained["chars_per_s"]),
-            "val_nats": round(scored["nats_per_char"], 4),
-            "val_bpc": round(scored["bits_per_char"], 4),
-            "params": trained["parameters"],
-            "chars_seen": trained["chars_seen"],
-            "train_s": trained["train_seconds"],
-            "steps": trained["steps"],
-            "wall_s": round(wall, 1),
-            "score_s": round(score_wall, 1),
-        }
-    )
+    rows.append(charrnn_row(args.train, args.val, args.seconds, args.train_args, args.keep))
     print(json.dumps(rows[-1]), flush=True)
     if len(rows) == 2:
         print(
@@ -87,6 +52,46 @@ def main(argv: list[str] | None = None) -> None:
                 }
             )
         )
+
+
+def charrnn_row(
+    train: Path, val: Path, seconds: float, train_args: list[str], keep: Path | None = None
+) -> dict:
+    """`charrnn train TRAIN --val VAL --max-time SECONDS TRAIN_ARGS`, then the best
+    model's exact score on VAL: one result row (into `keep`, else a temporary run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = str(keep) if keep else tmp
+        trained, wall = run_json(
+            charrnn(
+                "train",
+                str(train),
+                "--val",
+                str(val),
+                "--out",
+                run_dir,
+                "--quiet",
+                "--json",
+                "--max-time",
+                str(seconds),
+                *train_args,
+            )
+        )
+        scored, score_wall = run_json(
+            charrnn("score", "--model", trained["model"], "--file", str(val), "--exact", "--json")
+        )
+    return {
+        "name": f"charrnn {' '.join(train_args)}".strip(),
+        "chars_per_s": round(trained["chars_per_s"]),
+        "val_nats": round(scored["nats_per_char"], 4),
+        "val_bpc": round(scored["bits_per_char"], 4),
+        "params": trained["parameters"],
+        "chars_seen": trained["chars_seen"],
+        "train_s": trained["train_seconds"],
+        "steps": trained["steps"],
+        "wall_s": round(wall, 1),
+        "score_s": round(score_wall, 1),
+        "precision": trained.get("precision"),
+    }
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ from ..config import ModelConfig
 State = Tensor | tuple[Tensor, Tensor]
 
 
+def widened(x: Tensor) -> Tensor:
+    """`x` in float32 at least. Under bf16 autocast the output layer's products are
+    bf16, and a log-softmax in bf16 is off by ~1e-2: normalising is done wider."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 class SoftmaxHead(nn.Linear):
     """hidden -> V logits; the distribution is their softmax. Its parameters are a
     Linear's (head.weight (V, H), head.bias (V,))."""
@@ -32,7 +38,7 @@ class SoftmaxHead(nn.Linear):
 
     def log_probs(self, h: Tensor) -> Tensor:
         """h (..., H) -> (..., V) log-probabilities, in vocabulary-id order."""
-        return F.log_softmax(self(h).float(), dim=-1)  # float32 under autocast too
+        return F.log_softmax(widened(self(h)), dim=-1)
 
     def target_log_probs(self, h: Tensor, targets: Tensor) -> Tensor:
         """h (..., H), targets (...) ids -> (...) log p(target)."""
@@ -89,12 +95,10 @@ class AdaptiveHead(nn.Module):
 
     def log_probs(self, h: Tensor) -> Tensor:
         """h (..., H) -> (..., V) log-probabilities, in vocabulary-id order."""
-        # .float(): under bf16 autocast the products are bf16, and a log-softmax in
-        # bf16 is off by ~1e-2; normalising in float32 keeps the loss float32-exact.
-        head = F.log_softmax(self.head(h).float(), dim=-1)  # (..., H0 + clusters)
+        head = F.log_softmax(widened(self.head(h)), dim=-1)  # (..., H0 + clusters)
         parts = [head[..., : self.shortlist]]
         for k, cluster in enumerate(self.tail):
-            within = F.log_softmax(cluster(h).float(), dim=-1)  # (..., size_k)
+            within = F.log_softmax(widened(cluster(h)), dim=-1)  # (..., size_k)
             parts.append(within + head[..., self.shortlist + k, None])
         ranked = torch.cat(parts, dim=-1)  # (..., V) in rank order
         return ranked.index_select(-1, self.ranks())
@@ -108,11 +112,10 @@ class AdaptiveHead(nn.Module):
         bounds = torch.tensor(self.cutoffs, device=rank.device)
         cluster = torch.bucketize(rank, bounds, right=True)  # (N,) 0: head, k+1: cluster k
         column = torch.where(cluster == 0, rank, self.shortlist + cluster - 1)
-        # float32 normalisation under autocast, as in log_probs
-        out = F.log_softmax(self.head(h).float(), dim=-1).gather(1, column[:, None])[:, 0]
+        out = F.log_softmax(widened(self.head(h)), dim=-1).gather(1, column[:, None])[:, 0]
         for k, tail in enumerate(self.tail):
             rows = (cluster == k + 1).nonzero()[:, 0]
-            within = F.log_softmax(tail(h[rows]).float(), dim=-1)  # (n_k, size_k)
+            within = F.log_softmax(widened(tail(h[rows])), dim=-1)  # (n_k, size_k)
             picked = within.gather(1, (rank[rows] - self.cutoffs[k])[:, None])[:, 0]
             out = out.index_add(0, rows, picked)
         return out.view(shape)

@@ -84,6 +84,7 @@ class TrainResult:
     stop_reason: str  # schedule.STOP_REASONS: "time", "steps" (the budget) or "patience"
     best_step: int  # the step of the best validation
     history: list[dict] = field(default_factory=list)
+    precision: str = "fp32"  # what this process trained in: fp32, bf16 or fp16
 
     @property
     def best_val_bpc(self) -> float:
@@ -104,6 +105,7 @@ class TrainResult:
             "best_step": self.best_step,
             "stop_reason": self.stop_reason,
             "parameters": self.parameters,
+            "precision": self.precision,
         }
 
 
@@ -301,6 +303,7 @@ class Trainer:
             stop_reason=reason,
             best_step=loop.best_step,
             history=self.history,
+            precision=self.runtime.precision,
         )
 
     def _step(self, lr: float) -> float | None:
