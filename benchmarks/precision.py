@@ -1,0 +1,80 @@
+"""The default precision against float32, and both against plain_lstm.py, in one run.
+
+    python -m benchmarks.precision --seconds 90 [--train T --val V] [--no-plain] \
+        [-- extra charrnn train options]
+
+First a line on this CPU: its model, the flags that matter for bfloat16, and what
+`--precision auto` chooses here and why (charrnn.training.precision). Then, one
+after the other for the same time on the same data: plain_lstm.py (unless
+--no-plain), `charrnn train` with the default precision, `charrnn train
+--precision fp32`; each scored on VAL in float32 (benchmarks.quality's rows).
+Last, the ratios: the default's chars/s over float32's, its validation nats minus
+float32's, and each charrnn row's speed and loss against plain_lstm.py. Where
+auto chooses float32 the two charrnn rows run the same thing: their difference is
+this machine's noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from charrnn.training.precision import BF16_CPU_FLAGS, CpuFacts, choose_precision
+
+from .common import TRAIN, VAL, cpu_model, plain_lstm, run_json
+from .quality import charrnn_row
+
+SHOWN_FLAGS = ("avx2", "avx512f", *BF16_CPU_FLAGS, "amx_tile")
+
+
+def machine_line() -> dict:
+    facts = CpuFacts.read()
+    chosen = choose_precision("auto", torch.device("cpu"))
+    return {
+        "cpu": cpu_model(),
+        "flags": [flag for flag in SHOWN_FLAGS if flag in facts.flags],
+        "torch": torch.__version__,
+        "auto_chooses": chosen.precision,
+        "because": chosen.bf16.evidence,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=90.0)
+    parser.add_argument("--train", type=Path, default=TRAIN)
+    parser.add_argument("--val", type=Path, default=VAL)
+    parser.add_argument("--no-plain", action="store_true", help="skip the reference run")
+    parser.add_argument("train_args", nargs="*", help="extra `charrnn train` options")
+    args = parser.parse_args(argv)
+
+    print(json.dumps(machine_line()), flush=True)
+    plain = None
+    if not args.no_plain:
+        plain, _ = run_json(plain_lstm(args.train, args.val, args.seconds))
+        print(json.dumps({"name": "plain_lstm.py", **plain}), flush=True)
+    rows = []
+    for extra in ([], ["--precision", "fp32"]):
+        rows.append(charrnn_row(args.train, args.val, args.seconds, [*args.train_args, *extra]))
+        print(json.dumps(rows[-1]), flush=True)
+    default, fp32 = rows
+    summary = {
+        "default_precision": default["precision"],
+        "speed_default_over_fp32": round(default["chars_per_s"] / fp32["chars_per_s"], 3),
+        "val_nats_default_minus_fp32": round(default["val_nats"] - fp32["val_nats"], 4),
+    }
+    if plain is not None:
+        for name, row in (("default", default), ("fp32", fp32)):
+            summary[f"speed_{name}_over_plain"] = round(
+                row["chars_per_s"] / plain["chars_per_s"], 3
+            )
+            summary[f"val_nats_{name}_over_plain"] = round(row["val_nats"] / plain["val_nats"], 4)
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
