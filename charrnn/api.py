@@ -215,6 +215,8 @@ def resume(
     budget (on the CPU, exactly as if it had not stopped); a finished run returns its
     result as it stands (`stop_reason` says why it stopped).
 
+    `precision` "auto" continues in the precision the run trained in where this
+    machine has it (float32 otherwise, with a note: training.precision).
     `changes` are TrainConfig.RESUMABLE settings: `max_time` and/or `max_steps`
     extend the run by that many more seconds / steps (a new learning-rate warm-up
     and cosine, see training.session.resume_run); `patience`, `sample_chars`

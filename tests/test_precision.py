@@ -194,7 +194,7 @@ def test_processes_train_in_bf16_only_if_all_of_them_can():
             NATIVE,
             "fp16",
             "fp32",
-            "the run trained in fp16 autocast; it continues in float32 on this device",
+            "the run trained in fp16 autocast; it continues in float32 on cpu",
         ),
         (
             "fp32",
@@ -216,7 +216,8 @@ def test_a_resume_keeps_the_runs_precision_unless_told_or_unable(
     requested, support, recorded, expected, note
 ):
     choice = choose_precision(requested, CPU, support, probe=lambda device: None)
-    assert resumed_precision(choice, recorded) == (expected, note)
+    resumed, said = resumed_precision(choice, recorded)
+    assert (resumed.precision, said) == (expected, note)
 
 
 # -- the bf16 training path ---------------------------------------------------------
@@ -346,3 +347,12 @@ def test_a_bf16_run_resumed_without_bfloat16_goes_on_in_float32_with_a_note(
         "cpu, float32 (auto: the tests train in float32 unless they ask); "
         "the run: bf16 to step 10, then fp32"
     )
+
+
+def test_a_resume_that_keeps_the_runs_precision_says_so():
+    here = choose_precision("auto", CPU, NATIVE, probe=lambda device: None)
+    kept, note = resumed_precision(here, "fp32")
+    assert note is None and kept.describe() == "float32 (auto: the run's own)"
+    gpu = choose_precision("auto", torch.device("cuda"), ABSENT, probe=never_called)
+    kept, note = resumed_precision(gpu, "fp16")  # fp16 runs on any CUDA device
+    assert note is None and (kept.precision, kept.reason) == ("fp16", "auto: the run's own")

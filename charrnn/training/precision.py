@@ -18,7 +18,7 @@ without the kernel) costs a fallback to float32, not a crashed run.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -117,26 +117,32 @@ PRECISION_NAMES = {"fp32": "float32", "bf16": "bf16 autocast", "fp16": "fp16 aut
 @dataclass(frozen=True)
 class PrecisionChoice:
     """The precision a process trains in (`precision`: fp32, bf16 or fp16), what was
-    asked for (`requested`: auto or one of those), and the device's bfloat16 support
-    it was decided on."""
+    asked for (`requested`: auto or one of those), the device's type and bfloat16
+    support it was decided on, and the reason when it is not the plain answer to the
+    request (a resumed run's own precision)."""
 
     precision: str
     requested: str
     bf16: Bf16Support
+    device_type: str = "cpu"
+    reason: str | None = None
 
     def describe(self) -> str:
-        """One line: the precision and, for auto, why."""
+        """One line: the precision and, unless asked for by name, why."""
         name = PRECISION_NAMES[self.precision]
+        if self.reason:
+            return f"{name} ({self.reason})"
         if self.requested != "auto":
             return name
         return f"{name} (auto: {self.bf16.evidence})"
 
-    def record(self) -> dict:
-        return {
-            "precision": self.precision,
-            "requested": self.requested,
-            "bf16_evidence": self.bf16.evidence,
-        }
+    def runs(self, precision: str) -> bool:
+        """Whether this device trains in `precision`."""
+        return (
+            precision == "fp32"
+            or (precision == "bf16" and self.bf16.native)
+            or (precision == "fp16" and self.device_type == "cuda")
+        )
 
 
 def autocast_failure(device: torch.device, dtype: torch.dtype = torch.bfloat16) -> str | None:
@@ -173,7 +179,7 @@ def choose_precision(
         if failure:
             bf16 = Bf16Support(False, f"{bf16.evidence}, but bf16 autocast fails: {failure}")
     if requested == "auto":
-        return PrecisionChoice("bf16" if bf16.native else "fp32", requested, bf16)
+        return PrecisionChoice("bf16" if bf16.native else "fp32", requested, bf16, device.type)
     if requested == "bf16" and not bf16.native:
         raise CharRNNError(
             f"--precision bf16: no native bfloat16 on {device.type}: {bf16.evidence}; "
@@ -184,25 +190,28 @@ def choose_precision(
             f"--precision fp16 needs a CUDA device (its loss scaling is CUDA's); "
             f"on {device.type} use --precision auto or fp32"
         )
-    return PrecisionChoice(requested, requested, bf16)
+    return PrecisionChoice(requested, requested, bf16, device.type)
 
 
-def resumed_precision(choice: PrecisionChoice, recorded: str | None) -> tuple[str, str | None]:
+def resumed_precision(
+    choice: PrecisionChoice, recorded: str | None
+) -> tuple[PrecisionChoice, str | None]:
     """The precision a resumed run continues in, and a note when it is not the one
     the run used (`recorded`: its last state's; None for a state that does not say).
     With auto the run keeps its own precision where this device has it, so that a
     resume on the same machine stays exact; a precision given by name is obeyed."""
     if recorded is None or recorded == choice.precision:
-        return choice.precision, None
+        return choice, None
     was = PRECISION_NAMES.get(recorded, recorded)
     if choice.requested != "auto":
         now = PRECISION_NAMES[choice.precision]
-        return choice.precision, f"the run trained in {was}; it continues in {now}, as asked"
-    if recorded == "fp32" or (recorded == "bf16" and choice.bf16.native):
-        return recorded, None
-    return "fp32", (
-        f"the run trained in {was}; it continues in float32 "
-        f"(no native bfloat16 here: {choice.bf16.evidence})"
-        if recorded == "bf16"
-        else f"the run trained in {was}; it continues in float32 on this device"
-    )
+        return choice, f"the run trained in {was}; it continues in {now}, as asked"
+    if choice.runs(recorded):
+        return replace(choice, precision=recorded, reason="auto: the run's own"), None
+    fallback = replace(choice, precision="fp32")
+    if recorded == "bf16":
+        return fallback, (
+            f"the run trained in {was}; it continues in float32 "
+            f"(no native bfloat16 here: {choice.bf16.evidence})"
+        )
+    return fallback, f"the run trained in {was}; it continues in float32 on {choice.device_type}"

@@ -135,14 +135,13 @@ class Runtime:
         `recorded` is the run's); a note when it is not the run's own."""
         if self.choice is None:  # built by hand: its precision stands
             return None
-        self.precision, note = resumed_precision(self.choice, recorded)
+        self.choice, note = resumed_precision(self.choice, recorded)
+        self.precision = self.choice.precision
         return note
 
     def describe_precision(self) -> str:
-        """The precision in words, with the reason when it was chosen automatically."""
-        if self.choice is not None and self.choice.precision == self.precision:
-            return self.choice.describe()
-        return PRECISION_NAMES[self.precision]
+        """The precision in words, with the reason when it was not asked for by name."""
+        return self.choice.describe() if self.choice else PRECISION_NAMES[self.precision]
 
     def autocast(self):
         """Mixed-precision region for the forward pass (nothing for fp32)."""
