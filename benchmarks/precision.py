@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
 from charrnn.training.precision import BF16_CPU_FLAGS, CpuFacts, choose_precision
 
-from .common import TRAIN, VAL, cpu_model, plain_lstm, run_json
-from .quality import charrnn_row
+from .common import cpu_model, plain_lstm, run_json
+from .quality import charrnn_row, run_arguments
 
 SHOWN_FLAGS = ("avx2", "avx512f", *BF16_CPU_FLAGS, "amx_tile")
 
@@ -45,10 +44,7 @@ def machine_line() -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=90.0)
-    parser.add_argument("--train", type=Path, default=TRAIN)
-    parser.add_argument("--val", type=Path, default=VAL)
-    parser.add_argument("--no-plain", action="store_true", help="skip the reference run")
+    run_arguments(parser)
     parser.add_argument("train_args", nargs="*", help="extra `charrnn train` options")
     args = parser.parse_args(argv)
 

@@ -18,13 +18,18 @@ from pathlib import Path
 from .common import TRAIN, VAL, charrnn, plain_lstm, run_json
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every quality-per-budget comparison takes: time, data, reference."""
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--train", type=Path, default=TRAIN)
     parser.add_argument("--val", type=Path, default=VAL)
-    parser.add_argument("--plain-args", default="", help="extra plain_lstm.py options")
     parser.add_argument("--no-plain", action="store_true", help="skip the reference run")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run_arguments(parser)
+    parser.add_argument("--plain-args", default="", help="extra plain_lstm.py options")
     parser.add_argument(
         "--keep",
         type=Path,
