@@ -33,7 +33,7 @@ from charrnn.text.corpus import preprocess
 from charrnn.training import checkpoint
 from charrnn.training.batches import BatchStreams
 from charrnn.training.rundir import METRICS_LOG, STEP_LOG, RunDir
-from charrnn.training.runtime import ProcessGroup, Runtime, resolve_device
+from charrnn.training.runtime import ProcessGroup, Runtime, lost_peer, resolve_device
 from charrnn.training.session import resume_run
 from charrnn.training.trainer import TrainingInterrupted, train
 
@@ -316,6 +316,9 @@ def test_an_error_in_one_rank_ends_the_run_with_one_line_naming_it(tmp_path, tin
     assert launcher.returncode != 0
     errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
     assert errors == ["Error: rank 1: a fault planted in rank 1"], stderr[-3000:]
+    # Rank 0, whose collective failed with it, says so in a line, not a traceback.
+    assert "rank 0: stopped, as another process of the run did (" in stderr, stderr[-3000:]
+    assert "[rank0]: Traceback" not in stderr
     # What was saved before the error is complete and good.
     assert RunDir(run).latest_state().meta["loop"]["step"] <= 3
 
@@ -406,3 +409,12 @@ def test_mixed_precision_on_cuda_saves_a_float32_model_that_loads_on_the_cpu(
     assert all(v.device.type == "cpu" for v in loaded.model.state_dict().values())
     assert all(v.dtype == torch.float32 for v in loaded.model.state_dict().values())
     assert read_log(run, METRICS_LOG)[-1]["val_loss"] < 4.0
+
+
+def test_a_collective_failing_for_a_lost_peer_is_told_from_other_errors():
+    gloo = RuntimeError(
+        "[/__w/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by "
+        "peer [127.0.0.1]:23961. This is typically caused by a remote worker crashing."
+    )
+    assert lost_peer(gloo) == "Connection closed by peer [127.0.0.1]:23961"
+    assert lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None

@@ -196,7 +196,7 @@ def train(
     Under `torchrun --nproc_per_node N -m charrnn train ...` the N processes
     train one model with DistributedDataParallel, each on batch-size/N streams.
     """
-    from ..training.runtime import start_runtime
+    from ..training.runtime import lost_peer, start_runtime
 
     if resume_dir and init_from:
         raise click.UsageError("--resume continues a run, --init-from starts one: drop one")
@@ -213,6 +213,14 @@ def train(
         # in five runs of tests/test_distributed.py). Only after success: after an error
         # the other ranks may never arrive.
         runtime.group.barrier()
+    except RuntimeError as error:
+        gone = lost_peer(error) if runtime.group.distributed else None
+        if gone is None:
+            raise
+        # The process that failed says why in its own line; this one stopped with it,
+        # and says so in one line rather than with the collective's traceback.
+        echo_err(f"rank {runtime.group.rank}: stopped, as another process of the run did ({gone})")
+        sys.exit(1)
     finally:
         runtime.close()
     if as_json and runtime.group.is_main:
@@ -302,8 +310,10 @@ def stop_description(reason: str, patience: int) -> str:
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-# Under torchrun a Ctrl-C reaches each worker twice (from the terminal, and forwarded by
-# the launcher); a repeat this soon after the first is the same request.
+# A terminal's Ctrl-C reaches a worker twice where the launcher leaves its workers in the
+# terminal's process group: from the terminal, and forwarded by the launcher (torch
+# 2.13's torchrun starts them in sessions of their own: once). A repeat this soon after
+# the first is the same request.
 SAME_REQUEST_SECONDS = 2.0
 
 

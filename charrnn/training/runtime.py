@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -115,6 +116,20 @@ class ProcessGroup:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+
+# What gloo says when the process at the other end of a connection has gone.
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def lost_peer(error: BaseException) -> str | None:
+    """Where `error` is a collective failing because another process of the group
+    failed or was killed (the error it met, without gloo's source location); else None."""
+    text = str(error).strip()
+    if not isinstance(error, dist.DistError) and not any(gone in text for gone in PEER_GONE):
+        return None
+    first = (text.splitlines() or [type(error).__name__])[0]
+    return re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]
 
 
 @dataclass
