@@ -29,12 +29,13 @@ def _one_thread():
 
 @pytest.fixture(autouse=True)
 def _float32_unless_asked(request, monkeypatch):
-    # `--precision auto` picks bf16 on a CPU with native bfloat16. Tests that compare
-    # figures between runs must not depend on the CPU the suite runs on: here the CPU
-    # has none, unless a test is marked real_cpu_precision (or builds its Runtime).
-    if request.node.get_closest_marker("real_cpu_precision") is None:
+    # `--precision auto` picks bf16 where the CPU or GPU has native bfloat16. Tests that
+    # compare figures between runs must not depend on the machine the suite runs on:
+    # here no device has it, unless a test is marked real_precision (or builds its
+    # Runtime by hand).
+    if request.node.get_closest_marker("real_precision") is None:
         absent = precision.Bf16Support(False, "the tests train in float32 unless they ask")
-        monkeypatch.setattr(precision, "cpu_bfloat16", lambda facts=None: absent)
+        monkeypatch.setattr(precision, "device_bfloat16", lambda device, cpu=None: absent)
 
 
 @pytest.fixture(scope="session")

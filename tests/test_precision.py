@@ -91,7 +91,6 @@ def test_the_facts_read_here_are_what_torch_and_the_kernel_say(tmp_path):
     assert precision._proc_cpu_flags(tmp_path / "missing") == frozenset()
 
 
-@pytest.mark.real_cpu_precision
 def test_the_probe_agrees_with_the_detection_and_leaves_the_rng_alone():
     rng = torch.get_rng_state()
     failure = autocast_failure(CPU)
@@ -133,6 +132,7 @@ def test_bf16_by_name_where_it_is_not_native_is_one_clear_error():
     assert chosen.precision == "bf16" and chosen.describe() == "bf16 autocast"
 
 
+@pytest.mark.real_precision  # device_bfloat16 itself, for MPS
 def test_fp32_is_never_probed_and_fp16_needs_cuda():
     assert choose_precision("fp32", CPU, NATIVE, probe=never_called).precision == "fp32"
     with pytest.raises(CharRNNError, match="--precision fp16 needs a CUDA device"):
@@ -146,7 +146,7 @@ def test_fp32_is_never_probed_and_fp16_needs_cuda():
 def test_the_default_runtime_follows_the_detection(monkeypatch):
     assert RuntimeConfig().precision == "auto"
     assert start_runtime(RuntimeConfig("cpu")).precision == "fp32"  # conftest: none here
-    monkeypatch.setattr(precision, "cpu_bfloat16", lambda facts=None: NATIVE)
+    monkeypatch.setattr(precision, "device_bfloat16", lambda device, cpu=None: NATIVE)
     monkeypatch.setattr(precision, "autocast_failure", lambda device: None)
     runtime = start_runtime(RuntimeConfig("cpu"))
     assert runtime.precision == "bf16"
@@ -300,15 +300,16 @@ def test_bf16_asked_for_on_a_cpu_without_it_is_refused_before_anything_is_writte
     tmp_path, tiny_corpus_file
 ):
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, tiny_train_args(tiny_corpus_file, run, "--precision", "bf16"))
+    args = tiny_train_args(tiny_corpus_file, run, "--precision", "bf16", "--device", "cpu")
+    result = CliRunner().invoke(cli, args)
     fails(result, "Error: --precision bf16: no native bfloat16 on cpu: the tests train in float32")
     assert len(result.stderr.strip().splitlines()) == 1 and not run.exists()
 
 
-@pytest.mark.real_cpu_precision
+@pytest.mark.real_precision
 def test_the_start_line_and_info_say_what_auto_chose_on_this_cpu(tmp_path, tiny_corpus_file):
     run = tmp_path / "run"
-    args = tiny_train_args(tiny_corpus_file, run, "--max-steps", "4")
+    args = tiny_train_args(tiny_corpus_file, run, "--max-steps", "4", "--device", "cpu")
     result = CliRunner().invoke(cli, [a for a in args if a != "-q"])
     assert result.exit_code == 0, result.output
     support = cpu_bfloat16()
@@ -333,7 +334,8 @@ def test_a_bf16_run_resumed_without_bfloat16_goes_on_in_float32_with_a_note(
     with pytest.raises(TrainingInterrupted):
         stop_at_10 = iter([False] * 10 + [True]).__next__
         train(prepared, model, config, run, runtime=Runtime(CPU, "bf16"), should_stop=stop_at_10)
-    result = CliRunner().invoke(cli, ["train", "--resume", str(run)])  # auto: none here
+    resume = ["train", "--resume", str(run), "--device", "cpu"]
+    result = CliRunner().invoke(cli, resume)  # precision auto: none here
     assert result.exit_code == 0, result.output
     assert (
         "note: the run trained in bf16 autocast; it continues in float32 "
