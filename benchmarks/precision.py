@@ -12,6 +12,14 @@ Last, the ratios: the default's chars/s over float32's, its validation nats minu
 float32's, and each charrnn row's speed and loss against plain_lstm.py. Where
 auto chooses float32 the two charrnn rows run the same thing: their difference is
 this machine's noise.
+
+    python -m benchmarks.precision --equal-steps N [--cell rnn] [--train T --val V]
+
+trains the same model (the defaults, with --cell) for N steps in float32 and
+then in bf16 autocast, whatever this CPU has (emulated where it is not native:
+slower, and oneDNN's LSTM refuses it, so the vanilla RNN or the GRU there), and
+prints the validation nats of each after the same updates: what bf16's rounding
+costs, apart from its speed.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -42,13 +52,46 @@ def machine_line() -> dict:
     }
 
 
+def equal_steps(train: Path, val: Path, steps: int, cell: str) -> None:
+    """float32 and bf16 autocast for the same `steps` updates, one after the other."""
+    from charrnn.config import DataConfig, TrainConfig
+    from charrnn.training.runtime import Runtime
+    from charrnn.training.session import train as train_run
+
+    rows = []
+    for precision in ("fp32", "bf16"):
+        with tempfile.TemporaryDirectory() as out:
+            result = train_run(
+                train,
+                out,
+                data=DataConfig(val_file=str(val)),
+                model={"cell": cell},
+                train=TrainConfig(max_time=0, max_steps=steps, eval_every=steps),
+                runtime=Runtime(torch.device("cpu"), precision),
+            )
+        rows.append({"precision": precision, "cell": cell, "steps": result.steps,
+                     "val_nats": round(result.last_val_nats, 4),
+                     "chars_per_s": round(result.chars_per_s)})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    print(
+        json.dumps(
+            {"val_nats_bf16_minus_fp32": round(rows[1]["val_nats"] - rows[0]["val_nats"], 4)}
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     run_arguments(parser)
+    parser.add_argument("--equal-steps", type=int, help="bf16 against fp32 after N updates")
+    parser.add_argument("--cell", default="rnn", help="--equal-steps: the cell")
     parser.add_argument("train_args", nargs="*", help="extra `charrnn train` options")
     args = parser.parse_args(argv)
 
     print(json.dumps(machine_line()), flush=True)
+    if args.equal_steps:
+        equal_steps(args.train, args.val, args.equal_steps, args.cell)
+        return
     plain = None
     if not args.no_plain:
         plain, _ = run_json(plain_lstm(args.train, args.val, args.seconds))
