@@ -37,7 +37,7 @@ from ..bundled import bundled_corpus, data_dir
 from ..config import GRADIENT_DISTANCE, GRADIENT_PASSAGE_CHARS
 from ..errors import CharRNNError, CorpusError
 from ..model.modelfile import LoadedModel
-from ..model.network import CharRNN
+from ..model.network import CharRNN, state_parts
 from ..model.stepper import Stepper, output_of
 from ..text.vocab import Vocabulary
 from .analysis import known_text
@@ -175,13 +175,9 @@ def _record_states(stepper: Stepper, sequence: Tensor) -> list[list[Tensor]]:
             for k in range(stepper.layers):
                 layers[k], _ = stepper.layer_step(k, x, layers[k])
                 x = output_of(layers[k])
-                for part, value in zip(recorded[k], _parts(layers[k])):
+                for part, value in zip(recorded[k], state_parts(layers[k])):
                     part[s + 1] = value[0]
     return recorded
-
-
-def _parts(state) -> tuple[Tensor, ...]:
-    return state if isinstance(state, tuple) else (state,)
 
 
 def _mean_norms(
@@ -204,7 +200,7 @@ def _mean_norms(
         else:
             x = recorded[i - 1][0][1 : count + 1].detach().requires_grad_()  # (count, H)
         state, gates = stepper.layer_step(i, x, tuple(before) if lstm else before[0])
-        steps.append((_parts(state), before + ([x] if i > 0 else []), gates))
+        steps.append((state_parts(state), before + ([x] if i > 0 else []), gates))
 
     # Distance 0: the loss at each t with respect to the top layer's h_t.
     h_top = recorded[top][0][1 : count + 1].detach().requires_grad_()  # (count, H)

@@ -192,6 +192,11 @@ def select_state(state: State, rows: Tensor | slice) -> State:
     return state[:, rows]
 
 
+def state_parts(state: State) -> tuple[Tensor, ...]:
+    """The tensors of a state: (h,) for rnn/gru, (h, c) for lstm."""
+    return state if isinstance(state, tuple) else (state,)
+
+
 def float32_state(state: State | None) -> State | None:
     """`state` in float32 (autocast may return a bf16 state): what is carried between
     batches and saved in training states, whatever the precision."""

@@ -26,7 +26,7 @@ from ..atomic import atomic_write_bytes
 from ..config import ModelConfig, TrainConfig
 from ..errors import CharRNNError, ModelFileError
 from ..model.modelfile import ORDER, check_finite, check_tensors, config_from_fields, weight_shapes
-from ..model.network import select_state
+from ..model.network import select_state, state_parts
 from ..model.tensorfile import read_header
 from ..text.corpus import PreparedCorpus, load_prepared
 from .schedule import LoopState
@@ -128,11 +128,9 @@ def capture(
     if device.type == "cuda":
         for rank, value in enumerate(group.gather(torch.cuda.get_rng_state())):
             tensors[f"rng.cuda.rank{rank}"] = value
-    if hidden is not None:
-        parts = hidden if isinstance(hidden, tuple) else (hidden,)
-        for i, h in enumerate(parts):
-            # float32 whatever the autocast dtype, so any precision can resume it
-            tensors[f"hidden.{i}"] = torch.cat(group.gather(h.float()), dim=1)
+    if hidden is not None:  # float32 whatever the precision (network.float32_state)
+        for i, h in enumerate(state_parts(hidden)):
+            tensors[f"hidden.{i}"] = torch.cat(group.gather(h), dim=1)
     return meta, tensors
 
 
@@ -173,8 +171,7 @@ def restore(
     full = tuple(stored) if len(stored) == 2 else stored[0]
     if group.distributed:
         full = select_state(full, rows)
-    parts = full if isinstance(full, tuple) else (full,)
-    parts = tuple(h.to(device).contiguous() for h in parts)
+    parts = tuple(h.to(device).contiguous() for h in state_parts(full))
     return parts if len(parts) == 2 else parts[0]
 
 
