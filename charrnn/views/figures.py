@@ -75,8 +75,8 @@ def decay_rows(curves: list[tuple[str, GradientDecay]]) -> tuple[list[str], list
         "k = 1",
         f"k = {distance}",
         f"< {DECAY_RATIO:g} at k",
+        "x per step",
     ]
-    header.append("x per step")
     rows = []
     for label, decay in curves:
         for state, values in decay.norms.items():

@@ -92,6 +92,20 @@ def summary_table(rows: list[tuple[str, str]]) -> str:
     return f'<table class="summary">{cells}</table>'
 
 
+def column_table(columns, rows, css: str = "summary", last_class: str = "") -> str:
+    """A table with a header row of `columns` and a row per entry of `rows`, its cells
+    as text (escaped here); `last_class` is the class of each row's last cell."""
+    head = "".join(f"<th>{escape(str(k))}</th>" for k in columns)
+    last = f' class="{last_class}"' if last_class else ""
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{escape(str(cell))}</td>" for cell in row[:-1])
+        + f"<td{last}>{escape(str(row[-1]))}</td></tr>"
+        for row in rows
+    )
+    return f'<table class="{css}"><tr>{head}</tr>{body}</table>'
+
+
 # --------------------------------------------------------------------------- surprisal
 def surprisal_html(analysis: TextAnalysis) -> str:
     """The text as coloured spans, each titled with p, surprisal and the top alternatives."""
@@ -168,13 +182,10 @@ def activations_report(
     """One page: the chosen (state, unit) pairs as coloured text, and the correlation table."""
     body = [summary_table(about)]
     if matches:
-        rows = "".join(
-            f"<tr><td>{escape(m.state)}</td><td>{m.unit}</td><td>{m.r:+.3f}</td></tr>"
-            for m in matches
-        )
+        rows = [(m.state, m.unit, f"{m.r:+.3f}") for m in matches]
         body.append(
             f"<h2>Units most correlated with {escape(feature or '')}</h2>"
-            f'<table class="summary"><tr><th>state</th><th>unit</th><th>r</th></tr>{rows}</table>'
+            + column_table(("state", "unit", "r"), rows)
         )
     for name, unit in shown:
         body.append(f"<h2>layer {activations.layer} unit {unit}: {escape(state_label(name))}</h2>")
@@ -365,37 +376,24 @@ def info_report(title: str, about: list[tuple[str, str]], history: list[dict]) -
         columns += ["grad norm mean", "grad norm max", "clipped"] * gradients
         rows = []
         for r in history:
-            cells = [r["step"], _fmt(r.get("train_loss")), _fmt(r.get("val_loss"))]
+            cells = [f"{r['step']:,}", _fmt(r.get("train_loss")), _fmt(r.get("val_loss"))]
             if gradients:
                 cells += [_fmt(r.get("grad_norm_mean")), _fmt(r.get("grad_norm_max"))]
                 cells.append(_percent(r.get("clipped_share")))
             rows.append(cells)
-        body.append(_records_table(columns, rows))
+        body.append(column_table(columns, rows))
     sampled = [r for r in history if r.get("sample") is not None]
     if sampled:
         body.append("<h2>Samples while training</h2>")
         body.append(
-            _records_table(
+            column_table(
                 ("step", "val nats", "sample"),
-                [(r["step"], _fmt(r.get("val_loss")), r["sample"]) for r in sampled],
+                [(f"{r['step']:,}", _fmt(r.get("val_loss")), r["sample"]) for r in sampled],
                 css="summary samples",
+                last_class="sample",
             )
         )
     return page(title, "\n".join(body))
-
-
-def _records_table(columns, rows, css: str = "summary") -> str:
-    """A table of validation records: a step, then text cells (escaped here); the last
-    column of a "samples" table is set as a sample."""
-    head = "".join(f"<th>{escape(k)}</th>" for k in columns)
-    last = ' class="sample"' if "samples" in css else ""
-    body = "".join(
-        f"<tr><td>{step:,}</td>"
-        + "".join(f"<td>{escape(cell)}</td>" for cell in cells[:-1])
-        + f"<td{last}>{escape(cells[-1])}</td></tr>"
-        for step, *cells in rows
-    )
-    return f'<table class="{css}"><tr>{head}</tr>{body}</table>'
 
 
 def _fmt(value) -> str:
@@ -439,14 +437,10 @@ def decay_report(
     """One page: `about` (the text), the chart, and per model and state where the norm
     falls below DECAY_RATIO of its k = 1 value and its factor per step."""
     header, rows = decay_rows(curves)
-    head = "".join(f"<th>{escape(k)}</th>" for k in header)
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
     body = [
         summary_table(about),
         decay_svg(curves),
-        f'<table class="summary decay"><tr>{head}</tr>{cells}</table>',
+        column_table(header, rows, css="summary decay"),
         f"<p>{escape(DECAY_NOTE)}</p>",
     ]
     return page(title, "\n".join(body))
