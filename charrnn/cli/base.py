@@ -118,15 +118,24 @@ def html_option(help_text: str):
 
 
 MODEL_ENV = "CHARRNN_MODEL"
-MODEL_OPTION = click.option(
-    "--model",
-    "-m",
-    "model_path",
-    type=click.Path(),
-    envvar=MODEL_ENV,
-    help=f"Model file or run directory [default: ${MODEL_ENV}, else the bundled "
-    "Shakespeare model].",
-)
+
+
+def model_option(multiple: bool = False, more_help: str = ""):
+    """`--model/-m` (into `model_path`, or with `multiple` a tuple `model_paths`): a
+    model file or run directory, by default $CHARRNN_MODEL or the bundled model."""
+    return click.option(
+        "--model",
+        "-m",
+        "model_paths" if multiple else "model_path",
+        type=click.Path(),
+        multiple=multiple,
+        envvar=MODEL_ENV,
+        help=f"Model file or run directory [default: ${MODEL_ENV}, else the bundled "
+        f"Shakespeare model]{more_help}.",
+    )
+
+
+MODEL_OPTION = model_option()
 
 
 def load_model_arg(model_path):

@@ -18,6 +18,7 @@ from .base import (
     html_option,
     is_colored,
     load_model_arg,
+    model_option,
     print_colored,
     stdout_console,
     unescape,
@@ -81,15 +82,8 @@ def _units(spec: str | None) -> list[int]:
     return units
 
 
-MODELS_OPTION = click.option(
-    "--model",
-    "-m",
-    "model_paths",
-    type=click.Path(),
-    multiple=True,
-    envvar=MODEL_ENV,
-    help=f"Model file or run directory [default: ${MODEL_ENV}, else the bundled "
-    "Shakespeare model]; --gradients takes several, to compare them on one chart.",
+MODELS_OPTION = model_option(
+    multiple=True, more_help="; --gradients takes several, to compare them on one chart"
 )
 
 # inspect's options that only --cells uses: parameter name -> option
