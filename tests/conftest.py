@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.model.modelfile import load_model
@@ -36,6 +37,17 @@ def _float32_unless_asked(request, monkeypatch):
     if request.node.get_closest_marker("real_precision") is None:
         absent = precision.Bf16Support(False, "the tests train in float32 unless they ask")
         monkeypatch.setattr(precision, "device_bfloat16", lambda device, cpu=None: absent)
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    """A CliRunner in the test's own folder (default run directories land there), without
+    the environment variables that change what commands print: colour, width, the
+    default model."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "COLUMNS", "CHARRNN_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    return CliRunner()
 
 
 @pytest.fixture(scope="session")

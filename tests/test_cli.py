@@ -3,17 +3,10 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 from helpers import TINY_TRAIN, fails, ok, tiny_train_args
 
 from charrnn.cli import cli
 from charrnn.model.modelfile import load_model
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # default run directories land in the test's folder
-    return CliRunner()
 
 
 def test_preprocess_then_train_then_sample_then_score(runner, tiny_corpus_file, tmp_path):

@@ -12,12 +12,6 @@ from charrnn.inference.beam import beam_search
 from charrnn.inference.copycheck import WINDOW, check_copies
 
 
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
-
-
 def sample(runner, run, *args):
     return runner.invoke(cli, ["sample", "--model", str(run), *args])
 

@@ -4,18 +4,10 @@ shapes, --quiet, inspect's default mode."""
 import json
 
 import pytest
-from click.testing import CliRunner
 from helpers import fails, no_traceback, ok
 
 from charrnn.cli import cli
 from charrnn.cli.base import unescape
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CHARRNN_MODEL", raising=False)
-    return CliRunner()
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ import math
 import shutil
 
 import pytest
-from click.testing import CliRunner
 from helpers import fails, ok
 from test_render import parse
 
@@ -14,14 +13,6 @@ from charrnn.cli import cli
 from charrnn.config import ModelConfig
 
 ANSI = "\x1b["
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "COLUMNS"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
 
 
 def test_score_show_without_colour_prints_digit_rows(runner, tiny_run):

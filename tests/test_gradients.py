@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from helpers import fails, ok
 
 from charrnn.cli import cli
@@ -151,14 +150,6 @@ def test_refusals():
 
 
 # --------------------------------------------------------------------------- the CLI
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "CHARRNN_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
-
-
 @pytest.fixture
 def model_files(tmp_path):
     """A vanilla RNN and an LSTM without a recorded corpus, as model files."""

@@ -29,13 +29,6 @@ ACCENTED = "Café: déjà vu, naïve Zoë.\n"
 TINY = TrainConfig(max_time=0, max_steps=4, batch_size=4, seq_len=16, seed=3)
 
 
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CHARRNN_MODEL", raising=False)
-    return CliRunner()
-
-
 @pytest.fixture(scope="module")
 def accented_file(tmp_path_factory):
     """The tiny text with lines of characters the tiny model has never seen."""
