@@ -238,7 +238,7 @@ def prepared(tmp_path, tiny_corpus_file):
         pytest.param("lstm", "adaptive", marks=NEEDS_NATIVE_BF16),
     ],
 )
-def test_bf16_training_lowers_the_loss_and_keeps_everything_float32(
+def test_bf16_training_learns_as_float32_does_and_keeps_everything_float32(
     tmp_path, prepared, cell, output
 ):
     model = ModelConfig(
@@ -268,8 +268,17 @@ def test_bf16_training_lowers_the_loss_and_keeps_everything_float32(
     assert any(name.startswith("hidden.") for name in state.tensors)
     result = train(prepared, model, config, tmp_path / "whole", runtime=bf16)
     history = result.history
-    assert history[-1]["val_loss"] < history[0]["val_loss"] - 0.5
     assert all(r["precision"] == "bf16" for r in history)
+    # Against float32 after the same 60 updates, not against a fixed loss (which depends on
+    # the kernels of the CPU at hand). Measured on a Zen 5 (native bf16), seeds 4-6, every
+    # cell and head: bf16 within 2e-4 nats of float32, both 0.4-1.3 nats below their first
+    # validation.
+    reference = train(prepared, model, config, tmp_path / "fp32", runtime=Runtime(CPU, "fp32"))
+    fp32_gain = reference.history[0]["val_loss"] - reference.history[-1]["val_loss"]
+    bf16_gain = history[0]["val_loss"] - history[-1]["val_loss"]
+    assert fp32_gain > 0.3  # the comparison means something: float32 learned
+    assert abs(history[-1]["val_loss"] - reference.history[-1]["val_loss"]) < 0.05
+    assert bf16_gain > 0.8 * fp32_gain
     loaded = load_model(tmp_path / "whole")
     weights = loaded.model.state_dict().values()
     assert {v.dtype for v in weights if v.is_floating_point()} == {torch.float32}
