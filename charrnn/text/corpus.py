@@ -19,7 +19,7 @@ import numpy as np
 from ..atomic import atomic_write_bytes, atomic_writer
 from ..config import DataConfig
 from ..errors import CorpusError
-from .textfile import CHUNK_BYTES, iter_text_chunks
+from .textfile import CHUNK_BYTES, ENCODING_ADVICE, iter_text_chunks
 from .vocab import Vocabulary, code_points, smallest_id_dtype
 
 FORMAT_VERSION = 1
@@ -56,9 +56,10 @@ def _source_stamp(path: str | Path) -> dict:
     return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-# Control characters other than tab, LF, FF and CR: a few are noise; many, or any NUL,
-# mean the file is not text. So do very many U+FFFD after --errors replace (a text
-# in the wrong encoding has some, random bytes have a lot).
+# Control characters other than tab, LF, FF and CR: a few are noise; many mean the file
+# is not text (a NUL alone does: textfile refuses it while reading). So do very many
+# U+FFFD after --errors replace (a text in the wrong encoding has some, random bytes
+# have a lot).
 _TEXT_CONTROLS = np.array([9, 10, 12, 13], dtype=np.uint32)
 BINARY_CONTROL_SHARE = 0.01
 BINARY_REPLACEMENT_SHARE = 0.25
@@ -115,8 +116,7 @@ class _VocabularyScan:
             return
         bad_controls = len(control)
         if (
-            (control == 0).any()
-            or bad_controls > BINARY_CONTROL_SHARE * chars
+            bad_controls > BINARY_CONTROL_SHARE * chars
             or replaced > BINARY_REPLACEMENT_SHARE * chars
         ):
             raise CorpusError(
@@ -135,6 +135,7 @@ def _text_chunks(path, config: DataConfig, on_bytes=None):
         chunk_bytes=CHUNK_BYTES,
         first_chunk_bytes=FIRST_CHUNK_BYTES,
         on_bytes=on_bytes,
+        advice=ENCODING_ADVICE,  # training data takes --encoding and --errors
     )
 
 
