@@ -9,11 +9,15 @@ import pytest
 from charrnn.config import TrainConfig
 from charrnn.training.schedule import (
     AUTO_EVALS_MAX,
+    EVALS_PER_PASS,
+    PASS_EVAL_SHARE,
+    VAL_SLICE_MIN,
     EvalSchedule,
     LoopState,
     learning_rate,
     progress,
     stop_reason,
+    validation_chars,
 )
 
 
@@ -179,3 +183,57 @@ def test_automatic_validations_are_spread_over_each_segment():
         if schedule.due(loop):
             second.append(step)
     assert [s - 100 for s in second] == first == list(range(2, 100, 2))
+
+
+def pass_due_steps(
+    train_chars: int, eval_seconds: float, steps: int, step_seconds: float = 0.01, **budget
+) -> list[int]:
+    """The steps after which validation is due on a text of `train_chars` characters,
+    for a loop of `step_seconds` steps of 16 x 64 characters (the default batch)."""
+    config = TrainConfig(**{"max_time": 60.0, **budget})
+    schedule, loop, due = EvalSchedule(config, 1000, train_chars), LoopState(), []
+    for step in range(1, steps + 1):
+        loop.step, loop.chars_seen = step, 1024 * step
+        loop.elapsed = step_seconds * step + loop.eval_seconds
+        if schedule.due(loop):
+            due.append(step)
+            loop.last_eval_seconds = eval_seconds
+            loop.eval_seconds += eval_seconds
+    return due
+
+
+def test_a_small_text_is_validated_several_times_per_pass():
+    # 60 s at 100 steps/s covers 30,000 characters about 2,000 times
+    due = pass_due_steps(30_000, 1e-4, 100)
+    quarter = 30_000 / EVALS_PER_PASS  # 7,500 characters: after steps 8, 15, 22, 30, ...
+    expected = [s for s in range(1, 101) if (1024 * s) // quarter != (1024 * (s - 1)) // quarter]
+    assert expected[:4] == [8, 15, 22, 30]
+    assert set(expected) <= set(due)
+
+
+def test_a_text_the_budget_passes_over_a_few_times_only_is_validated_by_the_budget():
+    # 4.5M characters, 60 s at 100 steps/s of 1,024: 1.4 passes; the same steps as
+    # without the text's length
+    by_budget = pass_due_steps(None, 1e-4, 6000)
+    assert pass_due_steps(4_500_000, 1e-4, 6000) == by_budget
+    # a step budget counts the same way: 6,000 steps over 30,000 characters are many passes
+    assert len(pass_due_steps(30_000, 1e-4, 600, max_time=0, max_steps=6000)) > len(
+        pass_due_steps(None, 1e-4, 600, max_time=0, max_steps=6000)
+    )
+
+
+def test_validations_per_pass_stay_within_their_share_of_the_time():
+    # each validation costs as much as 5 steps: at every quarter pass (7-8 steps) that
+    # would be 2/3 of the time; the marks are skipped while over PASS_EVAL_SHARE
+    steps, cost = 3000, 0.05
+    due = pass_due_steps(30_000, cost, steps)
+    assert len(due) > steps * 1024 / 30_000  # more than one per pass...
+    share = len(due) * cost / (steps * 0.01)
+    assert share < PASS_EVAL_SHARE * 1.1  # ...but not more than their share
+
+
+def test_a_large_validation_text_is_sliced_for_a_small_training_text():
+    assert validation_chars(4_500_000, 505_000) == 505_000  # large text: all of it
+    assert validation_chars(30_000, 23_000) == VAL_SLICE_MIN  # small: the first 16k
+    assert validation_chars(30_000, 10_000) == 10_000
+    assert validation_chars(200_000, 300_000) == 50_000  # a quarter of the training text

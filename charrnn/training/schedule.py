@@ -18,6 +18,22 @@ from ..config import TrainConfig
 AUTO_EVAL_SHARE = 0.05  # share of the budget automatic validations should take together
 AUTO_EVALS_MAX = 50  # automatic validations per run, at most
 
+# A budget that will pass over the training text many times (a small text) is also
+# validated by the text: EVALS_PER_PASS times per pass. A model that can learn such a
+# text by heart passes its best validation within a few passes and gets worse after
+# it, so validations spread over the budget alone come too late to catch the best.
+MANY_PASSES = 4  # "many": the budget is expected to cover the text this many times
+EVALS_PER_PASS = 4
+# ... as long as validating has taken at most this share of the training time so far.
+PASS_EVAL_SHARE = 0.25
+# The validation text scored during training: the whole of it, or its first
+# max(VAL_SLICE_MIN, VAL_SLICE_PER_TRAIN x training characters) characters when it is
+# larger (a small text with a large held-out file). Four validations per pass then
+# cost at most about 4 x 0.25 / 3 of a pass's time (a forward pass is about a third
+# of a training step), within PASS_EVAL_SHARE.
+VAL_SLICE_MIN = 16_384
+VAL_SLICE_PER_TRAIN = 0.25
+
 
 @dataclass
 class LoopState:
@@ -136,22 +152,63 @@ def auto_eval_intervals(budget_seconds: float, eval_seconds: float) -> int:
     return min(AUTO_EVALS_MAX, max(4, int(fits)))
 
 
+def validation_chars(train_chars: int, val_chars: int) -> int:
+    """How much of a validation text of `val_chars` characters training scores (from
+    its start): all of it, or max(VAL_SLICE_MIN, VAL_SLICE_PER_TRAIN * train_chars)."""
+    return min(val_chars, max(VAL_SLICE_MIN, int(VAL_SLICE_PER_TRAIN * train_chars)))
+
+
 class EvalSchedule:
-    """Validate every eval_every steps, or automatically at evenly spaced points of
-    the budget (see auto_eval_intervals).
+    """Validate every eval_every steps, or automatically: at evenly spaced points of
+    the budget (see auto_eval_intervals), and, when the budget will pass over the
+    training text MANY_PASSES times or more, EVALS_PER_PASS times per pass.
 
     The cost of a validation is the last one's time, or before the first, an
     estimate from training throughput (a forward pass is about a third of a step).
     """
 
-    def __init__(self, config: TrainConfig, val_chars: int):
-        self.config, self.val_chars = config, val_chars
+    def __init__(self, config: TrainConfig, val_chars: int, train_chars: int | None = None):
+        """`train_chars`: the training text's length (None: unknown, no validations
+        per pass)."""
+        self.config, self.val_chars, self.train_chars = config, val_chars, train_chars
 
     def due(self, loop: LoopState) -> bool:
         """Whether to validate after the step just taken; moves loop.next_eval on."""
+        if self.config.eval_every > 0:
+            return loop.step % self.config.eval_every == 0
+        by_budget = self._budget_mark(loop)
+        return self._pass_mark(loop) or by_budget
+
+    def expected_passes(self, loop: LoopState) -> float:
+        """How many times the current budget will have passed over the training text
+        at its end, at the speed measured so far."""
         config = self.config
-        if config.eval_every > 0:
-            return loop.step % config.eval_every == 0
+        step_chars = config.batch_size * config.seq_len
+        budgets = []
+        if config.max_steps > 0:
+            budgets.append(loop.segment_step + config.max_steps)
+        if config.max_time > 0:
+            speed = loop.step / max(loop.elapsed - loop.eval_seconds, 1e-9)  # steps per second
+            budgets.append(speed * (loop.segment_elapsed + config.max_time))
+        return min(budgets) * step_chars / max(self.train_chars or 0, 1)
+
+    def _pass_mark(self, loop: LoopState) -> bool:
+        """Whether the step just taken crossed a mark at 1/EVALS_PER_PASS of a pass over
+        the training text, on a budget of many passes, with validating within
+        PASS_EVAL_SHARE of the time."""
+        if not self.train_chars:
+            return False
+        interval = self.train_chars / EVALS_PER_PASS
+        before = loop.chars_seen - self.config.batch_size * self.config.seq_len
+        if loop.chars_seen // interval == max(before, 0) // interval:
+            return False
+        cheap = loop.eval_seconds <= PASS_EVAL_SHARE * max(loop.elapsed - loop.eval_seconds, 0)
+        return cheap and self.expected_passes(loop) >= MANY_PASSES
+
+    def _budget_mark(self, loop: LoopState) -> bool:
+        """Whether the step just taken reached the next of the budget's evenly spaced
+        marks (auto_eval_intervals) at which a validation fits."""
+        config = self.config
         done = progress(config, loop)
         if done < loop.next_eval or loop.next_eval >= 1.0:
             return False

@@ -32,7 +32,15 @@ from . import checkpoint
 from .batches import BatchStreams
 from .rundir import RunDir
 from .runtime import Runtime
-from .schedule import Clock, EvalSchedule, LoopState, learning_rate, progress, stop_reason
+from .schedule import (
+    Clock,
+    EvalSchedule,
+    LoopState,
+    learning_rate,
+    progress,
+    stop_reason,
+    validation_chars,
+)
 
 FAULTS_BEFORE_ROLLBACK = 3  # consecutive non-finite steps before going back to a good state
 MAX_ROLLBACKS = 4  # rollbacks (each halving the learning rate) before giving up
@@ -150,7 +158,10 @@ class Trainer:
             fused=self.runtime.device.type in ("cpu", "cuda"),
         )
         self.scaler = self.runtime.grad_scaler()
-        self.schedule = EvalSchedule(config, len(corpus.val))
+        # (N,) the validation text scored during training: all of it, or its first part
+        # when it is much larger than a small training text
+        self.val = corpus.val[: validation_chars(len(corpus.train), len(corpus.val))]
+        self.schedule = EvalSchedule(config, len(self.val), len(corpus.train))
         self.loop = LoopState()
         self.hidden = None  # carried recurrent state, torch layout
         self.history: list[dict] = []  # the validation records
@@ -160,7 +171,7 @@ class Trainer:
             "train_config": asdict(config),
             "corpus": corpus.meta.get("sources", [{}])[0].get("path"),
             "train_chars": len(corpus.train),
-            "val_chars": len(corpus.val),
+            "val_chars": len(self.val),
             "runtime": self.runtime.describe(),
         }
 
@@ -381,7 +392,7 @@ class Trainer:
         self.clock = Clock(self.loop.elapsed)
 
     def _evaluate(self) -> None:
-        """Score the whole validation text (in float32 whatever the training precision, so
+        """Score the validation text (`self.val`, in float32 whatever the training precision, so
         figures compare with `charrnn score`), record it and publish the model. Under DDP
         each rank scores a share of its segments and the sums are added up: the same
         figure as one process gets."""
@@ -392,7 +403,7 @@ class Trainer:
         training_seconds = max(now - loop.eval_seconds, 1e-9)
         began = time.perf_counter()
         share = score_ids(
-            self.model, self.corpus.vocab, self.corpus.val, part=(group.rank, group.world_size)
+            self.model, self.corpus.vocab, self.val, part=(group.rank, group.world_size)
         )
         nats, chars = group.sum(share.nats, share.chars)
         val_nats = nats / chars if chars else float("nan")
