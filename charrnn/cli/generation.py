@@ -177,11 +177,14 @@ def _copy_corpus(given: str, loaded) -> str:
         if not os.path.exists(given):  # refused before sampling, not after
             raise CorpusError(f"{given}: no such corpus file or prepared directory")
         return given
+    from ..bundled import corpus_path
+
     recorded = loaded.info.get("corpus")
     if not recorded:
         raise CorpusError(
             f"{loaded.path} does not record its training text; give one: --check-copy CORPUS"
         )
+    recorded = corpus_path(recorded)  # the bundled corpus: where it is on this install
     if not os.path.exists(recorded):
         raise CorpusError(
             f"the training text {recorded} is not there; give its path: --check-copy CORPUS"

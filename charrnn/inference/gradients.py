@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..bundled import bundled_corpus, data_dir
+from ..bundled import bundled_corpus, corpus_path, data_dir
 from ..config import GRADIENT_DISTANCE, GRADIENT_PASSAGE_CHARS
 from ..errors import CharRNNError, CorpusError
 from ..model.modelfile import LoadedModel
@@ -246,7 +246,7 @@ def model_passage(loaded: LoadedModel, chars: int = GRADIENT_PASSAGE_CHARS) -> t
     `chars` characters of the corpus its file records (for the bundled model, the
     bundled corpus wherever the recorded one is not)."""
     recorded = loaded.info.get("corpus")
-    path = Path(recorded) if recorded else None
+    path = Path(corpus_path(recorded)) if recorded else None
     if path is None or not path.exists():
         bundled = _bundled_corpus_of(loaded)
         if bundled is None:

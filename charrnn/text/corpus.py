@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_bytes, atomic_writer
+from ..bundled import corpus_record
 from ..config import DataConfig
 from ..errors import CorpusError
 from .textfile import CHUNK_BYTES, ENCODING_ADVICE, iter_text_chunks
@@ -51,9 +52,11 @@ class PreparedCorpus:
 
 
 def _source_stamp(path: str | Path) -> dict:
+    """What a source was: its path (bundled.corpus_record: the bundled corpus by a marker
+    true on every install; a model file records the first source's), size and mtime."""
     path = Path(path).resolve()
     stat = path.stat()
-    return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"path": corpus_record(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 # Control characters other than tab, LF, FF and CR: a few are noise; many mean the file

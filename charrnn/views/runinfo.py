@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..bundled import corpus_description
 from ..config import ModelConfig
 from ..model.modelfile import LoadedModel, load_model
 from ..training.rundir import find_run
@@ -63,7 +64,7 @@ class RunInfo:
         if runtime:
             rows.append(("computed on", computed_on(runtime, self.history)))
         if info.get("corpus"):
-            rows.append(("corpus", str(info["corpus"])))
+            rows.append(("corpus", corpus_description(info["corpus"])))
         if info.get("init_from"):
             rows.append(("initialised from", init_record(info["init_from"])))
         rows.append(("metrics log", str(self.metrics_path) if self.metrics_path else "none found"))
@@ -150,7 +151,7 @@ def init_record(record: dict) -> str:
     own = [
         f"{label} {value}"
         for label, value in (
-            ("trained on", record.get("corpus")),
+            ("trained on", record.get("corpus") and corpus_description(record["corpus"])),
             ("for", f"{record['step']:,} steps" if "step" in record else None),
         )
         if value
