@@ -5,19 +5,27 @@ in the same directory, fsynced and renamed over the target: a reader sees the
 old complete file or the new complete one. JSON-lines logs grow by appending
 whole lines instead (`LineLog`); their one reader, `read_json_lines`, drops
 a last line cut short, so an append is just as safe, and skips (and counts) a
-line damaged otherwise.
+line damaged otherwise. A lock file (`FileLock`) is written in place instead:
+its identity is the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, and no removing an open file; FileLock locks nothing
+    fcntl = None
 
 TEMPORARY_SUFFIX = ".tmp"  # what a killed writer can leave behind (see remove_temporaries)
 
@@ -175,3 +183,108 @@ def cut_json_lines(path: str | Path, keep) -> None:
         return
     kept = [line for line, record in _json_lines(path) if record is _DAMAGED or keep(record)]
     atomic_write_bytes(path, b"".join(line + b"\n" for line in kept))
+
+
+class LockHeld(Exception):
+    """Another process (or another FileLock of this one) holds the lock."""
+
+    def __init__(self, path: Path, pid: str):
+        self.path, self.pid = path, pid
+        super().__init__(f"{path}: held by pid {pid}")
+
+
+class FileLock:
+    """An exclusive lock (flock) on the file `path`, taken without waiting; the holder's
+    pid is written into the file, for the message of whoever finds it taken.
+
+    The kernel releases the lock when the holder dies, however it dies: a file left by
+    a killed holder is simply taken by the next. `release` removes the file, then lets
+    go of it; `acquire` therefore checks that the file it locked is still the one at
+    `path`, and tries again if not.
+    """
+
+    ATTEMPTS = 100  # each retry follows a release at that very moment: never many
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def acquire(self) -> None:
+        """Take the lock (nothing to do when held): LockHeld when another holds it,
+        FileNotFoundError when the folder of `path` is missing."""
+        if self._handle is not None or fcntl is None:
+            return
+        for _ in range(self.ATTEMPTS):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                _lock_now(fd)
+            except BlockingIOError:
+                os.close(fd)
+                raise LockHeld(self.path, _holder_pid(self.path)) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, self.path):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                # A file object: a FileLock dropped unreleased still lets go of the lock.
+                self._handle = os.fdopen(fd, "r+b", buffering=0)
+                return
+            os.close(fd)  # locked a file that a release had just removed
+        raise LockHeld(self.path, "unknown")
+
+    def release(self) -> None:
+        """Let go of the lock (when held), removing the file first while it is ours."""
+        if self._handle is None:
+            return
+        handle, self._handle = self._handle, None
+        if _same_file(handle.fileno(), self.path):
+            self.path.unlink(missing_ok=True)
+        handle.close()
+
+
+def _lock_now(fd: int) -> None:
+    """flock `fd` exclusively, without waiting (BlockingIOError when taken)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        # A file system without locks (some network mounts): go on unlocked rather than
+        # make writing there impossible.
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), path.stat())
+    except FileNotFoundError:
+        return False
+
+
+def _holder_pid(path: Path) -> str:
+    """The pid the lock's holder wrote into `path` ("unknown" if none comes). The holder
+    writes it just after taking the lock; until then the file is empty, or holds the
+    pid of an earlier holder that died."""
+    for _ in range(50):
+        try:
+            text = path.read_text(encoding="ascii", errors="replace").strip()
+        except FileNotFoundError:
+            text = ""
+        if text.isdigit() and _is_running(int(text)):
+            return text
+        time.sleep(0.01)
+    return "unknown"
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except (OverflowError, OSError):
+        return True  # someone else's process (PermissionError), or one that cannot tell
+    return True

@@ -7,12 +7,17 @@
     RUN/steps.jsonl                           one line per step: step, loss, lr
     RUN/data/                                 the prepared corpus, when train made it
     RUN/run.json                              the run's id, given when it was claimed
+    RUN/.lock                                 while a process writes the run: its pid
 
+One process at a time writes a run: it holds an exclusive lock (flock) on RUN/.lock
+from before its first change to the end of the run, and the kernel drops the lock
+when the process dies, so a killed writer leaves no stale lock. Readers take none.
 Writes go through atomic.py; what a state file holds is checkpoint.py's business.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -21,7 +26,9 @@ import uuid
 from pathlib import Path
 
 from ..atomic import (
+    FileLock,
     LineLog,
+    LockHeld,
     atomic_link,
     atomic_write_bytes,
     cut_json_lines,
@@ -38,6 +45,7 @@ STATE_DIR = "state"  # training states
 MODELS_DIR = "models"  # model files named by step and validation loss
 DATA_DIR = "data"  # the prepared corpus
 RUN_FILE = "run.json"  # {"run_id": ...}: recorded in every state, so a stranger's is known
+LOCK_FILE = ".lock"  # flocked by the one process writing the run; holds its pid
 _STATE_NAME = re.compile(r"^step-(\d+)\.safetensors$")
 
 
@@ -47,6 +55,11 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._steps = LineLog(self.path / STEP_LOG)
+        self._lock = FileLock(self.path / LOCK_FILE)
+        self._made: Path | None = None  # the topmost folder lock() created, if any
+        # The directory's entries when the lock was taken; None while it is not held.
+        # (Where there are no locks, Windows, the RunDir still keeps this record.)
+        self._found: set[str] | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -85,6 +98,10 @@ class RunDir:
         return self.path / RUN_FILE
 
     @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_FILE
+
+    @property
     def run_id(self) -> str | None:
         """The id this directory's run was given when claimed (None: an older run, or
         the file is gone or damaged)."""
@@ -98,6 +115,75 @@ class RunDir:
         run_id = uuid.uuid4().hex
         atomic_write_bytes(self.run_file, json.dumps({"run_id": run_id}).encode())
         return run_id
+
+    # -- the lock ---------------------------------------------------------------
+    @property
+    def locked(self) -> bool:
+        """Whether this RunDir holds the run directory's lock."""
+        return self._found is not None
+
+    def lock(self) -> None:
+        """Take the run directory's exclusive lock, creating the directory if need be;
+        a CharRNNError naming the holder's pid when another process (or another RunDir)
+        holds it. Held until `unlock` or `close`, or the process ends. Does nothing
+        when this RunDir holds it already."""
+        if self.locked:
+            return
+        made = None
+        for _ in range(FileLock.ATTEMPTS):
+            made = _make_folders(self.path) or made
+            try:
+                self._lock.acquire()
+            except FileNotFoundError:  # an abandoning holder removed the directory meanwhile
+                continue
+            except LockHeld as held:
+                raise CharRNNError(
+                    f"{self.path} is in use by another charrnn process (pid {held.pid}); "
+                    "wait for it to finish, or train elsewhere with --out DIR"
+                ) from None
+            self._made = made
+            self._found = {p.name for p in self.path.iterdir()} - {LOCK_FILE}
+            return
+        raise CharRNNError(f"{self.lock_file}: could not be locked (its folder kept vanishing)")
+
+    def unlock(self) -> None:
+        """Release the lock (when held)."""
+        self._lock.release()
+        self._found = None
+
+    @contextlib.contextmanager
+    def attempt(self, take_lock: bool = True):
+        """A block that starts or resumes a run: the lock is taken first (unless not
+        `take_lock`: under torchrun the ranks but 0, which write nothing), and if the
+        block raises, what it added here is removed (`abandon`). On success the lock
+        stays held, for the run; `close` releases it."""
+        if take_lock:
+            self.lock()
+        try:
+            yield self
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """Undo an attempt that never started a run: remove the entries that are new
+        since the lock was taken, and the directory itself (and its parents left empty)
+        when lock() created it; then release the lock. Nothing that was here before is
+        touched. Does nothing when this RunDir holds no lock."""
+        if not self.locked:
+            return
+        self._steps.close()
+        for entry in self.path.iterdir():
+            if entry.name in self._found or entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        self.unlock()
+        if self._made is not None:
+            _remove_empty_folders(self.path, self._made)
+            self._made = None
 
     # -- claiming ---------------------------------------------------------------
     def holds_run(self) -> bool:
@@ -118,7 +204,9 @@ class RunDir:
 
     def claim(self, force: bool = False) -> None:
         """Make this the directory of a new run: refuse an old run, or with `force`
-        delete its models, states and logs (a prepared corpus in data/ stays)."""
+        delete its models, states and logs (a prepared corpus in data/ stays).
+        Under the lock (taken here when not held yet)."""
+        self.lock()
         self.check_unclaimed(force)
         if force:
             for path in (self.best_model, self.last_model, self.metrics_log, self.step_log):
@@ -128,7 +216,9 @@ class RunDir:
         self._new_run_id()
 
     def tidy(self) -> int:
-        """Create the directory; delete temporaries left by a killed writer (how many)."""
+        """Create the directory; delete temporaries left by a killed writer (how many).
+        Under the lock (taken here when not held yet): a live writer's are its own."""
+        self.lock()
         self.path.mkdir(parents=True, exist_ok=True)
         folders = (self.path, self.state_dir, self.models_dir, self.data_dir)
         return sum(remove_temporaries(folder) for folder in folders)
@@ -213,7 +303,9 @@ class RunDir:
         log.close()
 
     def close(self) -> None:
+        """Flush and close the step log; release the lock (the run is over)."""
         self._steps.close()
+        self.unlock()
 
     def metrics(self, damaged: list[int] | None = None) -> list[dict]:
         """The validation records; the numbers of damaged lines (skipped) go to `damaged`."""
@@ -245,6 +337,25 @@ class RunDir:
         self._steps.close()  # its buffered lines are part of the log to cut
         for path in [self.step_log] + ([self.metrics_log] if metrics else []):
             cut_json_lines(path, lambda r: not _has_step(r) or r["step"] <= step)
+
+
+def _make_folders(path: Path) -> Path | None:
+    """Create `path` and its missing parents; return the topmost one created (None:
+    `path` was there)."""
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    return missing[-1] if missing else None
+
+
+def _remove_empty_folders(path: Path, top: Path) -> None:
+    """Remove `path` and its parents up to `top`, as long as each is empty."""
+    for folder in [path, *path.parents]:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another run lives there now, or someone's files
+            return
+        if folder == top:
+            return
 
 
 def _has_step(record: dict) -> bool:

@@ -5,7 +5,10 @@ caller left open (the run directory, the corpus, the dropout), from scratch or f
 a trained model (`init_from`, initfrom.py); `resume_run` continues the newest
 state of a run, or extends it with a new budget; `train` starts one and runs it.
 What can fail is checked before any note or warning goes to the reporter.
-Under torchrun every process calls these; rank 0 writes and reports.
+Both lock the run directory before they look at it (RunDir.attempt): one process
+writes a run, and an attempt that fails leaves nothing it made behind. The Trainer
+releases the lock when its run ends.
+Under torchrun every process calls these; rank 0 locks, writes and reports.
 """
 
 from __future__ import annotations
@@ -173,41 +176,46 @@ def start_run(
     """
     data = data or DataConfig()
     train = train or (train_config({}, finetune=True) if init_from else TrainConfig())
+    _check_model_settings(model or {})
     source = None
     if init_from is not None:
         # Read before the run directory is claimed: a bad model must cost nothing, and
         # `--force` may delete the very file it names.
         source = load_init_model(init_from)
-        _check_model_settings(model or {})
         check_architecture(source, model or {})
     runtime = _runtime(runtime)
     group = runtime.group
     reporter = reporter or Reporter()
     corpus = Path(corpus) if corpus else bundled_corpus()
     rundir = RunDir(out if out else default_run_dir(corpus))
-    rundir.check_unclaimed(force)
-    group.barrier()  # every rank has looked at the run directory before rank 0 changes it
-    # Rank 0 claims the directory and encodes the corpus (when needed); the others then
-    # reuse what it wrote. Starting from a model, the vocabulary holds the model's too.
-    base = source.loaded.vocab if source else None
-    prepared = None
-    if group.is_main:
-        rundir.claim(force)
-        prepared = prepare(corpus, rundir.data_dir, data, progress, base)
-    group.barrier()
-    if prepared is None:
-        prepared = prepare(corpus, rundir.data_dir, data, base_vocab=base)
-    if source is None:
-        config, note = model_config_for(model, prepared)
-        order = output_order(config, prepared)
-    else:
-        config, note = fine_tuned_model_config(source, model, prepared)
-        order = None  # an adaptive head's comes with the carried weights
-    train, patience_note = _patience_for(train, config, len(prepared.train))
-    trainer = Trainer(prepared, config, train, rundir, reporter, runtime, order=order)
-    if source is not None:
-        trainer.model.load_state_dict(carried_weights(source, prepared.vocab))
-        trainer.info["init_from"] = source.record()
+    # Rank 0 holds the directory's lock before its look at it counts. An attempt that
+    # fails leaves nothing it made behind (RunDir.attempt): the corpus is read, and the
+    # model built, before the old run (with `force`) is deleted, last.
+    with rundir.attempt(take_lock=group.is_main):
+        rundir.check_unclaimed(force)
+        group.barrier()  # every rank has looked at the run directory before rank 0 changes it
+        # Rank 0 encodes the corpus (when needed); the others then reuse what it wrote.
+        # Starting from a model, the vocabulary holds the model's too.
+        base = source.loaded.vocab if source else None
+        prepared = None
+        if group.is_main:
+            prepared = prepare(corpus, rundir.data_dir, data, progress, base)
+        group.barrier()
+        if prepared is None:
+            prepared = prepare(corpus, rundir.data_dir, data, base_vocab=base)
+        if source is None:
+            config, note = model_config_for(model, prepared)
+            order = output_order(config, prepared)
+        else:
+            config, note = fine_tuned_model_config(source, model, prepared)
+            order = None  # an adaptive head's comes with the carried weights
+        train, patience_note = _patience_for(train, config, len(prepared.train))
+        trainer = Trainer(prepared, config, train, rundir, reporter, runtime, order=order)
+        if source is not None:
+            trainer.model.load_state_dict(carried_weights(source, prepared.vocab))
+            trainer.info["init_from"] = source.record()
+        if group.is_main:
+            rundir.claim(force)
     # Everything that can fail has been built; now the advice.
     if group.is_main:
         for warning in corpus_warnings(prepared):
@@ -255,34 +263,37 @@ def resume_run(
     runtime = _runtime(runtime)
     reporter = reporter or Reporter()
     rundir = RunDir(run_dir)
-    skipped: list[str] = []
-    state = rundir.latest_state(skipped)
-    if state is None:
-        reason = f" ({skipped[0]})" if skipped else ""
-        raise CharRNNError(f"{rundir.path}: no training state to resume from{reason}")
-    meta = state.meta
-    rundir.check_own(state)
-    corpus = checkpoint.prepared_corpus(state)  # the same data, or one error line
-    config = replace(TrainConfig(**meta["train_config"]), **changes)
-    precision_note = runtime.resume_in((meta.get("runtime") or {}).get("precision"))
-    trainer = Trainer(
-        corpus, ModelConfig(**meta["model_config"]), config, rundir, reporter, runtime
-    )
-    trainer.load(state)  # the weights, and an adaptive head's order with them
-    if meta.get("init_from"):
-        trainer.info["init_from"] = meta["init_from"]
-    if extend:
-        trainer.extend(peak_ratio)
-    for message in skipped:
-        reporter.on_fault(f"skipped a damaged training state: {message}")
-    if precision_note and runtime.group.is_main:
-        reporter.on_note(precision_note)
-    for message in rundir.damaged_logs():
-        reporter.on_warning(message)
-    step = trainer.loop.step
-    if runtime.group.is_main:
-        rundir.cut_logs(step)  # they go on from the state's step
-    trainer.history = [r for r in rundir.metrics() if r["step"] <= step]
+    # Rank 0 holds the lock from before its first look (a directory that is not there
+    # has no run to resume, and is not made: the error below says so).
+    with rundir.attempt(take_lock=runtime.group.is_main and rundir.path.is_dir()):
+        skipped: list[str] = []
+        state = rundir.latest_state(skipped)
+        if state is None:
+            reason = f" ({skipped[0]})" if skipped else ""
+            raise CharRNNError(f"{rundir.path}: no training state to resume from{reason}")
+        meta = state.meta
+        rundir.check_own(state)
+        corpus = checkpoint.prepared_corpus(state)  # the same data, or one error line
+        config = replace(TrainConfig(**meta["train_config"]), **changes)
+        precision_note = runtime.resume_in((meta.get("runtime") or {}).get("precision"))
+        trainer = Trainer(
+            corpus, ModelConfig(**meta["model_config"]), config, rundir, reporter, runtime
+        )
+        trainer.load(state)  # the weights, and an adaptive head's order with them
+        if meta.get("init_from"):
+            trainer.info["init_from"] = meta["init_from"]
+        if extend:
+            trainer.extend(peak_ratio)
+        for message in skipped:
+            reporter.on_fault(f"skipped a damaged training state: {message}")
+        if precision_note and runtime.group.is_main:
+            reporter.on_note(precision_note)
+        for message in rundir.damaged_logs():
+            reporter.on_warning(message)
+        step = trainer.loop.step
+        if runtime.group.is_main:
+            rundir.cut_logs(step)  # they go on from the state's step
+        trainer.history = [r for r in rundir.metrics() if r["step"] <= step]
     return trainer
 
 

@@ -141,6 +141,7 @@ class Trainer:
         rows = group.rows(config.batch_size)
         self.streams = BatchStreams(corpus.train, config.batch_size, config.seq_len, rows)
         if group.is_main:
+            self.rundir.lock()  # held (from session.py, or taken here) until run() ends
             self.rundir.tidy()
         torch.manual_seed(config.seed)
         self.model = CharRNN(model_config, order).to(self.runtime.device)
@@ -239,19 +240,23 @@ class Trainer:
     def run(self, should_stop=lambda: False) -> TrainResult:
         """Train until the budget is spent or patience runs out, or `should_stop()` says
         so (then save and raise TrainingInterrupted). A run with nothing left to do
-        (`stop_reason` set) returns its result without touching its files."""
+        (`stop_reason` set) returns its result without touching its files. However it
+        ends, the run directory is closed and its lock released."""
         config, loop = self.config, self.loop
+        if self.group.is_main:
+            self.rundir.lock()  # held already, unless this Trainer ran before
         if self.stop_reason is not None and self.history:
+            self.rundir.close()
             return self.result(loop.elapsed, loop.eval_seconds, self.stop_reason)
-        self.reporter.on_start(
-            {
-                **self.info,
-                "parameters": self.model.num_parameters(),
-                "model_config": asdict(self.model_config),
-                "resumed_at": loop.step,
-            }
-        )
         try:
+            self.reporter.on_start(
+                {
+                    **self.info,
+                    "parameters": self.model.num_parameters(),
+                    "model_config": asdict(self.model_config),
+                    "resumed_at": loop.step,
+                }
+            )
             if loop.step == loop.segment_step:
                 # A good state to roll back to from the first step, and for an
                 # extension the state that holds its new budget.
