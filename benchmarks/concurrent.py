@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for charrnn")
+    parser.add_argument("--cases", type=int, default=5, help="the first N cases only")
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.env)
     env = {**os.environ, **extra}
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     solo = None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for case, neighbour in _neighbours(tmp, args.steps).items():
+        cases = list(_neighbours(tmp, args.steps).items())[: args.cases]
+        for case, neighbour in cases:
             is_charrnn = neighbour is not None and neighbour[:3] == charrnn()[:3]
             other = (
                 subprocess.Popen(

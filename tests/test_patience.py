@@ -4,15 +4,18 @@ training stops is known in advance."""
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import ok, tiny_train_args
 
 from charrnn.cli import cli
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
+from charrnn.model.modelfile import load_model
 from charrnn.text.corpus import preprocess
 from charrnn.training.rundir import RunDir
 from charrnn.training.runtime import Runtime
+from charrnn.training.schedule import LoopState, learning_rate, progress
 from charrnn.training.session import resume_run
 from charrnn.training.trainer import TrainingInterrupted, train
 
@@ -21,10 +24,9 @@ LOSSES = [3.0, 2.0, 2.5, 2.4, 2.2, 1.9, 2.3, 1.8, 2.6, 2.7, 2.8, 2.9] + [3.0] * 
 BEST_STEP = 2
 
 
-@pytest.fixture
-def scripted_validation(monkeypatch):
-    """Validation returns LOSSES in turn (nats per character)."""
-    losses = iter(LOSSES)
+def script_validation(monkeypatch, losses=LOSSES):
+    """Validation returns `losses` in turn (nats per character)."""
+    losses = iter(losses)
 
     def score_ids(model, vocab, ids, part=(0, 1)):
         return SimpleNamespace(nats=next(losses) * 100, chars=100)
@@ -33,11 +35,16 @@ def scripted_validation(monkeypatch):
 
 
 @pytest.fixture
+def scripted_validation(monkeypatch):
+    script_validation(monkeypatch)
+
+
+@pytest.fixture
 def prepared(tmp_path, tiny_corpus_file):
     return preprocess(tiny_corpus_file, tmp_path / "data", DataConfig())
 
 
-def run_config(prepared, patience, steps=20):
+def run_config(prepared, patience, steps=20, lr_drops=0):
     model = ModelConfig(vocab_size=len(prepared.vocab), hidden=8, embedding=4)
     config = TrainConfig(
         max_time=0,
@@ -46,6 +53,7 @@ def run_config(prepared, patience, steps=20):
         seq_len=8,
         eval_every=1,
         patience=patience,
+        lr_drops=lr_drops,
         checkpoint_every=0,
         sample_chars=0,
     )
@@ -107,3 +115,51 @@ def test_the_summary_says_why_training_stopped(tmp_path, tiny_corpus_file):
     assert "2.0000 nats/char, 2.8854 bits/char (step 2)" in result.stderr
     finished = ok(CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")]))
     assert "nothing left to do" in finished.stderr and "patience" in finished.stderr
+
+
+@pytest.mark.usefixtures("scripted_validation")
+def test_a_plateau_lowers_the_learning_rate_tenfold_before_patience_stops(tmp_path, prepared):
+    model, config = run_config(prepared, patience=3, lr_drops=1)
+    result = train(prepared, model, config, tmp_path / "run")
+    # Best at step 2; steps 3-5 without improvement: the plateau, lr / 10. Step 6 (1.9)
+    # and step 8 (1.8) improve; steps 9-11 do not, and the one drop is spent: stop.
+    assert result.stop_reason == "patience"
+    assert result.steps == 11 and result.best_step == 8
+    lrs = {r["step"]: r["lr"] for r in RunDir(tmp_path / "run").steps()}
+    before = {s: LoopState(step=s - 1) for s in lrs}  # the loop as each step began
+    plain = {s: learning_rate(config, loop, progress(config, loop)) for s, loop in before.items()}
+    assert all(lrs[s] == pytest.approx(plain[s]) for s in range(1, 6))
+    assert all(lrs[s] == pytest.approx(plain[s] / 10) for s in range(6, 12))
+    state = RunDir(tmp_path / "run").latest_state().meta["loop"]
+    assert state["plateaus"] == 1 and state["stale_evals"] == 3
+
+
+def test_a_plateau_goes_back_to_the_best_weights_with_fresh_moments(
+    tmp_path, prepared, monkeypatch
+):
+    script_validation(monkeypatch)
+    model, config = run_config(prepared, patience=3, lr_drops=1)
+    with pytest.raises(TrainingInterrupted):  # stopped right after step 5, the plateau
+        train(
+            prepared,
+            model,
+            config,
+            tmp_path / "run",
+            should_stop=iter([False] * 5 + [True]).__next__,
+        )
+    state = RunDir(tmp_path / "run").latest_state()
+    assert state.meta["loop"]["step"] == 5 and state.meta["loop"]["plateaus"] == 1
+    best = load_model(tmp_path / "run" / "best.safetensors")
+    assert best.info["step"] == BEST_STEP
+    weights = state.group("model")
+    assert all(np.array_equal(weights[k].numpy(), v) for k, v in best.weights.items())
+    assert not state.group("optim")  # AdamW's moments start again
+    # and a resume from there goes on exactly as the run did
+    script_validation(monkeypatch, LOSSES[5:])
+    resumed = resume_run(tmp_path / "run", runtime=Runtime()).run()
+    script_validation(monkeypatch)
+    whole = train(prepared, model, config, tmp_path / "whole")
+    assert resumed.steps == whole.steps == 11
+    assert [r["loss"] for r in RunDir(tmp_path / "run").steps()] == [
+        r["loss"] for r in RunDir(tmp_path / "whole").steps()
+    ]

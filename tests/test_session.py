@@ -40,8 +40,9 @@ def test_python_gets_the_dropout_default_of_the_cli(tmp_path, tiny_corpus_file):
     dropout = trainer.model_config.dropout
     assert dropout == load_model(cli_run).config.dropout == SMALL_TEXT_DROPOUT
     # A text this small for the model also stops early by default, as through the CLI.
-    assert len(told.notes) == 2 and told.notes[0].startswith(f"dropout {dropout}")
+    assert len(told.notes) == 3 and told.notes[0].startswith(f"dropout {dropout}")
     assert told.notes[1].startswith(f"patience {SMALL_TEXT_PATIENCE}:")
+    assert "--init-from shakespeare" in told.notes[2]  # and a trained model is advised
     assert trainer.config.patience == SMALL_TEXT_PATIENCE
     assert load_model(cli_run).info["train_config"]["patience"] == SMALL_TEXT_PATIENCE
     given = start_run(
@@ -53,7 +54,7 @@ def test_python_gets_the_dropout_default_of_the_cli(tmp_path, tiny_corpus_file):
         reporter=(quiet := Told()),
     )
     assert given.model_config.dropout == 0.0 and given.config.patience == 2
-    assert quiet.notes == []
+    assert len(quiet.notes) == 1 and "--init-from" in quiet.notes[0]  # the advice alone
 
 
 def test_a_large_text_trains_to_its_budget_unless_patience_is_given(tmp_path, tiny_corpus_file):

@@ -26,6 +26,9 @@ MANY_PASSES = 4  # "many": the budget is expected to cover the text this many ti
 EVALS_PER_PASS = 4
 # ... as long as validating has taken at most this share of the training time so far.
 PASS_EVAL_SHARE = 0.25
+# A plateau (patience validations without improvement) multiplies the learning rate by
+# this, TrainConfig.lr_drops times, before patience stops the run: ReduceLROnPlateau.
+PLATEAU_FACTOR = 0.1
 # The validation text scored during training: the whole of it, or its first
 # max(VAL_SLICE_MIN, VAL_SLICE_PER_TRAIN x training characters) characters when it is
 # larger (a small text with a large held-out file). Four validations per pass then
@@ -55,6 +58,7 @@ class LoopState:
     rollbacks: int = 0
     best_step: int = 0  # the step of the best validation
     stale_evals: int = 0  # validations in a row without improving on the best (patience)
+    plateaus: int = 0  # times patience ran out and the learning rate dropped (this segment)
     # Where the current budget and learning-rate schedule began (an extension starts
     # a new segment) and its peak learning rate as a share of TrainConfig.lr.
     segment_step: int = 0
@@ -69,10 +73,26 @@ class LoopState:
     def start_segment(self, peak_ratio: float) -> None:
         """Begin a new budget here (extending the run): warm-up and cosine start over
         from a peak of lr * peak_ratio, validations are spread over the new budget,
-        and the patience count starts again."""
+        and the patience count and its plateaus start again."""
         self.segment_step, self.segment_elapsed = self.step, self.elapsed
         self.segment_peak = peak_ratio
-        self.next_eval, self.evals_done, self.stale_evals = 0.0, 0, 0
+        self.next_eval, self.evals_done, self.stale_evals, self.plateaus = 0.0, 0, 0, 0
+
+    def add_validation(self, val_nats: float, config: TrainConfig) -> bool:
+        """Count a validation loss (whether it is the best so far, which it returns).
+        When `config.patience` validations in a row have not improved on the best and
+        fewer than `config.lr_drops` plateaus came before, the learning rate drops
+        PLATEAU_FACTOR-fold and the count starts again; after that, patience stops
+        the run (stop_reason)."""
+        improved = self.best_nats is None or val_nats < self.best_nats
+        if improved:
+            self.best_nats, self.best_step, self.stale_evals = val_nats, self.step, 0
+            return True
+        self.stale_evals += 1
+        if config.patience and self.stale_evals >= config.patience:
+            if self.plateaus < (config.lr_drops or 0):
+                self.plateaus, self.stale_evals = self.plateaus + 1, 0
+        return False
 
     def add_gradient(self, norm: float, clip: float) -> None:
         """Count one step's gradient norm, before clipping at `clip`."""
@@ -103,9 +123,11 @@ def progress(config: TrainConfig, loop: LoopState) -> float:
 
 def learning_rate(config: TrainConfig, loop: LoopState, done: float) -> float:
     """The learning rate of the next step, `done` of the segment's budget used: the
-    segment's warm-up and cosine, times the rollbacks' scale."""
+    segment's warm-up and cosine, times the rollbacks' scale and PLATEAU_FACTOR per
+    plateau."""
     step = loop.step - loop.segment_step
-    return config.learning_rate(step, done, loop.segment_peak) * loop.lr_scale
+    scale = loop.lr_scale * PLATEAU_FACTOR**loop.plateaus
+    return config.learning_rate(step, done, loop.segment_peak) * scale
 
 
 STOP_REASONS = ("time", "steps", "patience")

@@ -28,8 +28,10 @@ from ..config import (
     RuntimeConfig,
     TrainConfig,
     default_dropout,
+    default_lr_drops,
     default_patience,
     frequency_order,
+    is_small_text,
     memorising_parameter_count,
     size_advice,
     train_config,
@@ -46,6 +48,8 @@ from .initfrom import (
 )
 from .rundir import RunDir
 from .runtime import Runtime, start_runtime
+from .schedule import PLATEAU_FACTOR
+from .smalltext import start_from_model_advice
 from .trainer import Reporter, Trainer, TrainResult
 
 MODEL_SETTINGS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
@@ -122,16 +126,27 @@ def fine_tuned_model_config(
 def _patience_for(
     train: TrainConfig, config: ModelConfig, train_chars: int
 ) -> tuple[TrainConfig, str | None]:
-    """`train` with its patience decided when not given (config.default_patience), and
-    a note when early stopping was decided here."""
+    """`train` with its patience and learning-rate drops decided when not given
+    (config.default_patience, default_lr_drops), and a note when early stopping was
+    decided here."""
+    if train.lr_drops is None:
+        train = replace(train, lr_drops=default_lr_drops(config, train_chars))
     if train.patience is not None:
         return train, None
     patience = default_patience(config, train_chars)
+    if not patience:
+        return replace(train, patience=0), None
+    drops = train.lr_drops
+    plateau = (
+        f"goes back to the best model with the learning rate x{PLATEAU_FACTOR:g} "
+        f"({drops} time(s), --lr-drops), after that it "
+        if drops
+        else ""
+    )
     note = (
-        f"patience {patience}: training stops after {patience} validations in a row "
-        "without improvement, as the text is small for the model (--patience 0: never)"
-        if patience
-        else None
+        f"patience {patience}: after {patience} validations in a row without "
+        f"improvement training {plateau}stops, as the text is small for the model "
+        "(--patience 0: never)"
     )
     return replace(train, patience=patience), note
 
@@ -223,10 +238,16 @@ def start_run(
         for message in (note, patience_note):
             if message:
                 reporter.on_note(message)
-        # The advice is to change --hidden: not an option when the model fixes it.
-        advice = size_advice(config, len(prepared.train)) if source is None else None
+        # The advice is to change --hidden: not an option when the model fixes it, and
+        # not needed while dropout or early stopping keeps the model from memorising
+        # (with them, 1x256 did worse than the default 1x384 on 6 of 7 small texts:
+        # BENCHMARKS.md, "Small texts").
+        guarded = config.dropout > 0 or train.patience
+        advice = size_advice(config, len(prepared.train)) if not (source or guarded) else None
         if advice:
             reporter.on_warning(advice)
+        if source is None and is_small_text(config, len(prepared.train)):
+            reporter.on_note(start_from_model_advice(prepared.vocab.chars, symbol_counts(prepared)))
     return trainer
 
 

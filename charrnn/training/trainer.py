@@ -26,6 +26,7 @@ from ..config import ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharRNNError
 from ..inference.sample import sample_text
 from ..inference.score import score_ids
+from ..model.modelfile import load_model
 from ..model.network import CharRNN, detach_state, float32_state
 from ..text.corpus import PreparedCorpus
 from . import checkpoint
@@ -33,6 +34,7 @@ from .batches import BatchStreams
 from .rundir import RunDir
 from .runtime import Runtime
 from .schedule import (
+    PLATEAU_FACTOR,
     Clock,
     EvalSchedule,
     LoopState,
@@ -436,11 +438,10 @@ class Trainer:
         if not math.isfinite(val_nats):
             raise CharRNNError(f"validation loss became {val_nats} at step {loop.step}; lower --lr")
         self.history.append(record)
-        improved = loop.best_nats is None or val_nats < loop.best_nats
-        if improved:
-            loop.best_nats, loop.best_step, loop.stale_evals = val_nats, loop.step, 0
-        else:
-            loop.stale_evals += 1
+        plateaus = loop.plateaus
+        improved = loop.add_validation(val_nats, self.config)
+        if loop.plateaus > plateaus:
+            self._back_to_best()
         if not group.is_main:
             return
         info = {**self.info, "step": loop.step, "chars_seen": loop.chars_seen, "val_nats": val_nats}
@@ -455,6 +456,24 @@ class Trainer:
         )
         self.rundir.log_metrics(record)
         self.reporter.on_eval(record)
+
+    def _back_to_best(self) -> None:
+        """On a plateau (LoopState.add_validation), go on from the best model's weights
+        with fresh AdamW moments and state, at the lowered learning rate: the steps
+        since the best only learned the training text by heart. The weights come from
+        RUN/best.safetensors, which a resumed run has as well."""
+        self.group.barrier()  # rank 0 wrote the file at an earlier validation
+        best = load_model(self.rundir.best_model)
+        weights = {name: torch.from_numpy(value) for name, value in best.weights.items()}
+        self.model.load_state_dict(weights)
+        self.optimizer.state.clear()
+        self.hidden = None
+        loop = self.loop
+        self.reporter.on_note(
+            f"step {loop.step}: {self.config.patience} validations without improvement; "
+            f"back to the best model (step {loop.best_step}) with the learning rate "
+            f"x{PLATEAU_FACTOR**loop.plateaus:g}"
+        )
 
     def _sample(self) -> str:
         """What the model writes now from the start of a text: sample_chars characters
