@@ -219,7 +219,7 @@ def resume(
     machine has it (float32 otherwise, with a note: training.precision).
     `changes` are TrainConfig.RESUMABLE settings: `max_time` and/or `max_steps`
     extend the run by that many more seconds / steps (a new learning-rate warm-up
-    and cosine, see training.session.resume_run); `patience`, `sample_chars`
+    and cosine, see training.session.resume_run); `patience`, `lr_drops`, `sample_chars`
     replace the run's.
     """
     from .training.session import resume_run

@@ -81,7 +81,7 @@ class ThreadTuner:
     core, very slow while one waits for it) and the mean is what throughput
     pays; the first step of each block is left out (threads waking up). While
     a round confirms the count in use, the steps until the next one double (up
-    to 16x). Before the first round, `warmup_steps` untimed steps with each
+    to `max_run_steps`). Before the first round, `warmup_steps` untimed steps with each
     count. With one count there is nothing to choose and nothing is timed.
     `chosen` is the count in use; `step_seconds` the means of the latest round.
     """
@@ -95,11 +95,13 @@ class ThreadTuner:
         run_steps: int = RUN_STEPS,
         warmup_steps: int = WARMUP_STEPS,
         clock: Callable[[], float] = time.perf_counter,
+        max_run_steps: int = MAX_RUN_STEPS,
     ):
         if not counts or min(counts) < 1:
             raise ValueError("thread counts must be >= 1")
         self.counts, self.set_threads, self.clock = list(counts), set_threads, clock
         self.block_steps, self.blocks, self.run_steps = block_steps, blocks, run_steps
+        self.max_run_steps = max_run_steps
         self.step_seconds: dict[int, float] = {}
         self.chosen = self.counts[0]
         self._run_length, self._last_fastest = run_steps, None
@@ -174,7 +176,9 @@ class ThreadTuner:
         self.step_seconds = {count: fmean(times) for count, times in self._times.items() if times}
         fastest = min(self.step_seconds, key=self.step_seconds.__getitem__)
         confirmed = fastest == self._last_fastest
-        self._run_length = min(2 * self._run_length, MAX_RUN_STEPS) if confirmed else self.run_steps
+        self._run_length = (
+            min(2 * self._run_length, self.max_run_steps) if confirmed else self.run_steps
+        )
         self.chosen = self._last_fastest = fastest
         self.set_threads(self.chosen)
         self._block_count, self._left = None, self._run_length

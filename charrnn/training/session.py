@@ -259,6 +259,7 @@ def resume_run(
     max_time: float | None = None,
     max_steps: int | None = None,
     patience: int | None = None,
+    lr_drops: int | None = None,
     sample_chars: int | None = None,
     peak_ratio: float = EXTENSION_PEAK_RATIO,
 ) -> Trainer:
@@ -273,11 +274,11 @@ def resume_run(
     With either, the run is extended: that many more seconds and/or steps from the
     state (whichever ends first; the one not given is no limit), with a new
     warm-up and a cosine from lr * `peak_ratio` to lr * final_lr_ratio, and a fresh
-    patience count. `patience` and `sample_chars`, when given, replace the run's.
+    patience count. `patience`, `lr_drops` and `sample_chars`, when given, replace the run's.
     """
     budget = {"max_time": max_time, "max_steps": max_steps}
     extend = any(value is not None for value in budget.values())
-    changes = {"patience": patience, "sample_chars": sample_chars}
+    changes = {"patience": patience, "lr_drops": lr_drops, "sample_chars": sample_chars}
     changes = {k: v for k, v in changes.items() if v is not None}
     if extend:
         changes.update({k: v or 0 for k, v in budget.items()})

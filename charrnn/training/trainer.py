@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from ..config import ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharRNNError
+from ..inference.blas_threads import ThreadTuner, candidate_counts
 from ..inference.sample import sample_text
 from ..inference.score import score_ids
 from ..model.modelfile import load_model
@@ -43,6 +44,18 @@ from .schedule import (
     stop_reason,
     validation_chars,
 )
+
+# torch's CPU threads are chosen while training, by timing blocks of steps with each
+# count (inference/blas_threads.ThreadTuner, as the sampler's BLAS threads are). With
+# two OpenMP threads each, two trainings on a 2-core machine spun against each other
+# down to 0.20x of their solo speed; with one thread each they kept 0.66x, where one
+# thread alone runs at 0.66x of two (benchmarks/concurrent.py, AMD EPYC Zen 4). With a
+# softmax output the count does not change the results (checked bit for bit in
+# tests/test_threads.py, AVX-512 and AVX2 kernels), so a run stays exactly repeatable;
+# the adaptive softmax's results do depend on it (a 1e-7 difference after 5 steps), so
+# an adaptive model keeps the count torch started with.
+THREAD_BLOCK_STEPS, THREAD_BLOCKS = 4, 2  # a round: 2 blocks of 4 steps per count
+THREAD_RUN_STEPS, THREAD_MAX_RUN_STEPS = 256, 2048  # steps between rounds
 
 FAULTS_BEFORE_ROLLBACK = 3  # consecutive non-finite steps before going back to a good state
 MAX_ROLLBACKS = 4  # rollbacks (each halving the learning rate) before giving up
@@ -250,6 +263,7 @@ class Trainer:
         if self.stop_reason is not None and self.history:
             self.rundir.close()
             return self.result(loop.elapsed, loop.eval_seconds, self.stop_reason)
+        threads_before = torch.get_num_threads()
         try:
             self.reporter.on_start(
                 {
@@ -265,6 +279,7 @@ class Trainer:
                 self.save_state()
             faults = 0
             self.model.train()
+            threads = self._thread_tuner()
             self.clock = Clock(loop.elapsed)
             while True:
                 # Rank 0's clock and stop request, so that all ranks take the same branches.
@@ -277,7 +292,7 @@ class Trainer:
                     raise TrainingInterrupted(loop.step, self.run_dir)
                 done = progress(config, loop)
                 lr = learning_rate(config, loop, done)
-                loss = self._step(lr)
+                loss = threads.run(self._step, lr)
                 if loss is None:
                     faults += 1
                     if faults >= FAULTS_BEFORE_ROLLBACK:
@@ -299,6 +314,7 @@ class Trainer:
                 self._evaluate()
             self.save_state()
         finally:
+            torch.set_num_threads(threads_before)
             self.rundir.close()
         result = self.result(train_seconds, eval_seconds, reason)
         self.reporter.on_end(result)
@@ -322,6 +338,22 @@ class Trainer:
             best_step=loop.best_step,
             history=self.history,
             precision=self.runtime.precision,
+        )
+
+    def _thread_tuner(self) -> ThreadTuner:
+        """What runs each step with the fastest count of torch threads, up to the
+        count set now (torchrun sets 1 per process: nothing to choose), on the CPU,
+        for a softmax output (see THREAD_BLOCK_STEPS)."""
+        tuned = self.runtime.device.type == "cpu" and self.model_config.output == "softmax"
+        most = torch.get_num_threads()
+        return ThreadTuner(
+            candidate_counts(most) if tuned else [most],
+            torch.set_num_threads,
+            block_steps=THREAD_BLOCK_STEPS,
+            blocks=THREAD_BLOCKS,
+            run_steps=THREAD_RUN_STEPS,
+            warmup_steps=1,
+            max_run_steps=THREAD_MAX_RUN_STEPS,
         )
 
     def _step(self, lr: float) -> float | None:
