@@ -21,13 +21,23 @@ from charrnn.training.schedule import (
 )
 
 
-def due_steps(config: TrainConfig, val_chars: int, eval_seconds: float, steps: int) -> list[int]:
-    """The steps after which validation is due, for a loop of 0.1 s steps of 64
-    characters whose validations take `eval_seconds`."""
-    schedule, loop, due = EvalSchedule(config, val_chars), LoopState(), []
+def due_steps(
+    config: TrainConfig,
+    val_chars: int,
+    eval_seconds: float,
+    steps: int,
+    *,
+    train_chars: int | None = None,
+    step_chars: int = 64,
+    step_seconds: float = 0.1,
+) -> list[int]:
+    """The steps after which validation is due, for a loop of `step_seconds` steps of
+    `step_chars` characters whose validations take `eval_seconds`, on a training text
+    of `train_chars` characters."""
+    schedule, loop, due = EvalSchedule(config, val_chars, train_chars), LoopState(), []
     for step in range(1, steps + 1):
-        loop.step, loop.chars_seen = step, 64 * step
-        loop.elapsed = 0.1 * step + loop.eval_seconds
+        loop.step, loop.chars_seen = step, step_chars * step
+        loop.elapsed = step_seconds * step + loop.eval_seconds
         if schedule.due(loop):
             due.append(step)
             loop.last_eval_seconds = eval_seconds
@@ -191,15 +201,10 @@ def pass_due_steps(
     """The steps after which validation is due on a text of `train_chars` characters,
     for a loop of `step_seconds` steps of 16 x 64 characters (the default batch)."""
     config = TrainConfig(**{"max_time": 60.0, **budget})
-    schedule, loop, due = EvalSchedule(config, 1000, train_chars), LoopState(), []
-    for step in range(1, steps + 1):
-        loop.step, loop.chars_seen = step, 1024 * step
-        loop.elapsed = step_seconds * step + loop.eval_seconds
-        if schedule.due(loop):
-            due.append(step)
-            loop.last_eval_seconds = eval_seconds
-            loop.eval_seconds += eval_seconds
-    return due
+    return due_steps(
+        config, 1000, eval_seconds, steps,
+        train_chars=train_chars, step_chars=1024, step_seconds=step_seconds,
+    )  # fmt: skip
 
 
 def test_a_small_text_is_validated_several_times_per_pass():
