@@ -27,7 +27,8 @@ EVALS_PER_PASS = 4
 # ... as long as validating has taken at most this share of the training time so far.
 PASS_EVAL_SHARE = 0.25
 # A plateau (patience validations without improvement) multiplies the learning rate by
-# this, TrainConfig.lr_drops times, before patience stops the run: ReduceLROnPlateau.
+# this, and the trainer goes back to the best model (Trainer._back_to_best), up to
+# TrainConfig.lr_drops times before patience stops the run.
 PLATEAU_FACTOR = 0.1
 # The validation text scored during training: the whole of it, or its first
 # max(VAL_SLICE_MIN, VAL_SLICE_PER_TRAIN x training characters) characters when it is
