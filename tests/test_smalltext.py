@@ -5,9 +5,17 @@ from click.testing import CliRunner
 from helpers import ok, tiny_train_args
 
 from charrnn.cli import cli
-from charrnn.config import SMALL_TEXT_LR_DROPS, ModelConfig, default_lr_drops
+from charrnn.config import (
+    SMALL_TEXT_LR_DROPS,
+    ModelConfig,
+    TrainConfig,
+    default_lr_drops,
+    is_small_text,
+)
 from charrnn.model.modelfile import load_model
+from charrnn.text.corpus import load_prepared
 from charrnn.training.smalltext import BUNDLED_COVERAGE, coverage, start_from_model_advice
+from charrnn.training.trainer import Trainer
 
 
 def test_coverage_counts_characters_with_their_repeats():
@@ -53,3 +61,15 @@ def test_a_run_started_from_a_model_gets_no_such_advice(tmp_path, tiny_corpus_fi
     args = ["train", str(tiny_corpus_file), "--out", str(tmp_path / "ft"), "--max-time", "0"]
     stderr = told(*args, "--max-steps", "1", "--sample-chars", "0", "--init-from", "shakespeare")
     assert "starting from" in stderr and "--init-from" not in stderr
+
+
+def test_only_a_text_small_for_the_model_is_validated_per_pass(tmp_path, tiny_run):
+    _, result = tiny_run
+    prepared = load_prepared(result.out_dir / "data")  # ~5,300 training characters
+    steps = TrainConfig(max_time=0, max_steps=2)
+    for hidden, small in ((64, True), (2, False)):  # ~20k and ~100 recurrent parameters
+        config = ModelConfig(vocab_size=len(prepared.vocab), hidden=hidden, embedding=4)
+        trainer = Trainer(prepared, config, steps, tmp_path / str(hidden))
+        assert is_small_text(config, len(prepared.train)) == small
+        assert trainer.schedule.train_chars == (len(prepared.train) if small else None)
+        trainer.rundir.close()

@@ -18,8 +18,9 @@ from ..config import TrainConfig
 AUTO_EVAL_SHARE = 0.05  # share of the budget automatic validations should take together
 AUTO_EVALS_MAX = 50  # automatic validations per run, at most
 
-# A budget that will pass over the training text many times (a small text) is also
-# validated by the text: EVALS_PER_PASS times per pass. A model that can learn such a
+# A text that is small for the model (config.is_small_text: the trainer passes its
+# length) and that the budget will pass over many times is also validated by the
+# text: EVALS_PER_PASS times per pass. A model that can learn such a
 # text by heart passes its best validation within a few passes and gets worse after
 # it, so validations spread over the budget alone come too late to catch the best.
 MANY_PASSES = 4  # "many": the budget is expected to cover the text this many times

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..config import ModelConfig, SampleConfig, TrainConfig
+from ..config import ModelConfig, SampleConfig, TrainConfig, is_small_text
 from ..errors import CharRNNError
 from ..inference.blas_threads import ThreadTuner, candidate_counts
 from ..inference.sample import sample_text
@@ -177,7 +177,11 @@ class Trainer:
         # (N,) the validation text scored during training: all of it, or its first part
         # when it is much larger than a small training text
         self.val = corpus.val[: validation_chars(len(corpus.train), len(corpus.val))]
-        self.schedule = EvalSchedule(config, len(self.val), len(corpus.train))
+        # Validations per pass only for a text the model can learn by heart: a large
+        # text's long run (Shakespeare for 10 minutes passes over it ~6 times) would
+        # spend up to a quarter of its time validating 505k characters.
+        small = is_small_text(model_config, len(corpus.train))
+        self.schedule = EvalSchedule(config, len(self.val), len(corpus.train) if small else None)
         self.loop = LoopState()
         self.hidden = None  # carried recurrent state, torch layout
         self.history: list[dict] = []  # the validation records
