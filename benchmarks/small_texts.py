@@ -101,7 +101,9 @@ def _split(text: str) -> tuple[str, str]:
 
 
 def _head_and_tail(text: str) -> tuple[str, str]:
-    return _cut(text, SLICE), _cut(text[-SLICE:][text[-SLICE:].find("\n") + 1 :], SLICE)
+    """The first SLICE characters to train on; the last SLICE, from a line start, held out."""
+    tail = text[-SLICE:]
+    return _cut(text, SLICE), _cut(tail[tail.find("\n") + 1 :], SLICE)
 
 
 def _head_and_next(text: str) -> tuple[str, str]:

@@ -55,7 +55,7 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._steps = LineLog(self.path / STEP_LOG)
-        self._lock = FileLock(self.path / LOCK_FILE)
+        self._lock = FileLock(self.lock_file)
         self._made: Path | None = None  # the topmost folder lock() created, if any
         # The directory's entries when the lock was taken; None while it is not held.
         # (Where there are no locks, Windows, the RunDir still keeps this record.)
