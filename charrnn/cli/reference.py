@@ -91,6 +91,8 @@ def _value(param: click.Parameter) -> str:
         text += " (`-` = stdin)"
     if param.metavar:
         text = f"{_code(param.metavar)}: {text}"
+    if getattr(param, "_flag_needs_value", False):  # --check-copy alone, or with a value
+        text += ", the value optional"
     if param.multiple or param.nargs == -1:
         text += ", repeatable"
     if param.envvar:
