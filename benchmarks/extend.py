@@ -8,7 +8,7 @@ with its learning-rate segment peaking at lr x ratio for each ratio (1.0, 0.3, a
 final_lr_ratio: the finished run's final learning rate held constant after the
 warm-up); against one straight run of 2T. Prints the CPU, then one JSON line per
 run with the best validation loss from its `--json` summary (the whole validation
-text, scored at each validation). config.EXTENSION_PEAK_RATIO is chosen from it.
+text, scored at each validation). training.policy.EXTENSION_PEAK_RATIO is chosen from it.
 """
 
 from __future__ import annotations

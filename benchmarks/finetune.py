@@ -11,7 +11,7 @@ after the other, and scores each best model with
 `charrnn score --file psalms/val.txt --exact`. Prints one JSON line per run, then
 a table (nats/char, fine-tuned / scratch) and the CPU model. `--grid` trains the
 fine-tuned side once per (lr, dropout) pair instead of with the defaults, to
-choose config.FINETUNE_LR and FINETUNE_DROPOUT.
+choose training.policy.FINETUNE_LR and FINETUNE_DROPOUT.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ default embedding, batch 16 x 64).
 
 Symbol frequencies follow a Zipf law (the k-th most frequent symbol has weight
 1/k), so the adaptive head's cutoffs come out of the same rule a corpus would
-give (config.adaptive_cutoffs). Training: forward, backward and an AdamW step
+give (model.layout.adaptive_cutoffs). Training: forward, backward and an AdamW step
 on random ids, the loss as the trainer computes it. Sampling: the numpy
 batch-1 `generate` at the default settings (temperature 0.8). One JSON line per
 (alphabet, output layer), with the adaptive/softmax speed ratio.
@@ -22,6 +22,7 @@ import torch
 
 from charrnn.config import ModelConfig, SampleConfig
 from charrnn.inference.sample import generate
+from charrnn.model.layout import parameter_count, resolve_output
 from charrnn.model.network import CharRNN
 from charrnn.text.vocab import Vocabulary
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         counts = zipf_counts(vocab)
         for output in ("softmax", "adaptive"):
             torch.manual_seed(0)
-            config = ModelConfig(vocab_size=vocab, output=output).resolved(counts)
+            config = resolve_output(ModelConfig(vocab_size=vocab, output=output), counts)
             order = None
             if output == "adaptive":
                 order = sorted(range(vocab), key=lambda i: (-counts[i], i))
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
                 "vocab": vocab,
                 "output": output,
                 "cutoffs": list(config.cutoffs),
-                "parameters": config.parameter_count(),
+                "parameters": parameter_count(config),
                 "train_chars_per_s": round(training_chars_per_s(model, args.seconds)),
             }
     for key, model in models.items():

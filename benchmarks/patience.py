@@ -8,7 +8,8 @@ once per --patience value (0 = off), all with the defaults otherwise. Prints the
 CPU, then one JSON line per run: seconds used, why it stopped, steps, and the best
 validation loss from its `--json` summary (the whole validation text, scored at
 each validation; the same figure for every run). Whether small texts get patience
-by default (config.SMALL_TEXT_PATIENCE) was decided from it.
+by default (config.SMALL_TEXT_PATIENCE, which training.policy.default_patience gives
+them) was decided from it.
 """
 
 from __future__ import annotations

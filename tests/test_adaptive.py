@@ -13,20 +13,21 @@ from safetensors.torch import save_file
 
 from charrnn.bundled import bundled_model
 from charrnn.cli import cli
-from charrnn.config import (
-    ADAPTIVE_MIN_CHARS_PER_SYMBOL,
-    ADAPTIVE_MIN_VOCAB,
-    HEAD_MIN,
-    ModelConfig,
-    TrainConfig,
-    adaptive_cutoffs,
-    frequency_order,
-)
+from charrnn.config import ADAPTIVE_MIN_VOCAB, ModelConfig, TrainConfig
 from charrnn.errors import CharRNNError, ModelFileError
 from charrnn.inference.decoder import Chooser, ClusterDraw, Decoder, restrict
 from charrnn.inference.sample import sample_text
 from charrnn.inference.score import score_ids, score_text
-from charrnn.model.modelfile import load_model, save_model, weight_shapes
+from charrnn.model.layout import (
+    ADAPTIVE_MIN_CHARS_PER_SYMBOL,
+    HEAD_MIN,
+    adaptive_cutoffs,
+    frequency_order,
+    parameter_count,
+    resolve_output,
+    weight_shapes,
+)
+from charrnn.model.modelfile import load_model, save_model
 from charrnn.model.network import AdaptiveHead, CharRNN
 from charrnn.model.stepper import Stepper
 from charrnn.text.corpus import preprocess
@@ -78,15 +79,15 @@ def test_frequency_order_ranks_by_count_then_id():
 
 
 def test_auto_is_adaptive_from_the_threshold_and_choices_are_kept():
-    small = ModelConfig(vocab_size=ADAPTIVE_MIN_VOCAB - 1).resolved()
+    small = resolve_output(ModelConfig(vocab_size=ADAPTIVE_MIN_VOCAB - 1))
     assert small.output == "softmax" and small.cutoffs == ()
-    large = ModelConfig(vocab_size=ADAPTIVE_MIN_VOCAB).resolved()
+    large = resolve_output(ModelConfig(vocab_size=ADAPTIVE_MIN_VOCAB))
     assert large.output == "adaptive" and large.cutoffs
-    assert ModelConfig(vocab_size=5000, output="softmax").resolved().output == "softmax"
-    forced = ModelConfig(vocab_size=84, output="adaptive").resolved()
+    assert resolve_output(ModelConfig(vocab_size=5000, output="softmax")).output == "softmax"
+    forced = resolve_output(ModelConfig(vocab_size=84, output="adaptive"))
     assert forced.output == "adaptive" and forced.cutoffs == (42,)
     given = ModelConfig(vocab_size=V, output="adaptive", cutoffs=[8, 20])  # as from JSON
-    assert given.cutoffs == CUTOFFS and given.resolved() == given
+    assert given.cutoffs == CUTOFFS and resolve_output(given) == given
 
 
 @pytest.mark.parametrize(
@@ -109,9 +110,11 @@ def test_a_small_text_keeps_the_softmax_however_large_its_alphabet():
     vocab = ADAPTIVE_MIN_VOCAB + 500
     few = [ADAPTIVE_MIN_CHARS_PER_SYMBOL - 1] * vocab
     many = [ADAPTIVE_MIN_CHARS_PER_SYMBOL] * vocab
-    assert ModelConfig(vocab_size=vocab).resolved(few).output == "softmax"
-    assert ModelConfig(vocab_size=vocab).resolved(many).output == "adaptive"
-    assert ModelConfig(vocab_size=vocab, output="adaptive").resolved(few).output == "adaptive"
+    assert resolve_output(ModelConfig(vocab_size=vocab), few).output == "softmax"
+    assert resolve_output(ModelConfig(vocab_size=vocab), many).output == "adaptive"
+    assert (
+        resolve_output(ModelConfig(vocab_size=vocab, output="adaptive"), few).output == "adaptive"
+    )
 
 
 def test_the_corpus_decides_auto_and_the_order(tmp_path):
@@ -139,7 +142,7 @@ def test_the_corpus_decides_auto_and_the_order(tmp_path):
 @pytest.mark.parametrize("cell", CELLS)
 def test_parameter_count_and_weight_shapes_without_torch_match_the_module(cell):
     model = adaptive(cell)
-    assert model.config.parameter_count() == model.num_parameters()
+    assert parameter_count(model.config) == model.num_parameters()
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert weight_shapes(model.config) == shapes
     assert set(model.state_dict()) - set(dict(model.named_parameters())) == {"head.order"}

@@ -9,13 +9,17 @@ from charrnn.bundled import bundled_corpus, bundled_model
 from charrnn.config import ModelConfig
 from charrnn.errors import CharRNNError
 from charrnn.inference.analysis import (
+    FOUND_R,
+    SHOWN_UNITS,
     Activations,
     analyze_text,
     bracket_depth,
+    choose_units,
     correlations,
     find_units,
     inside_quotes,
     line_position,
+    parse_states,
     record_activations,
 )
 from charrnn.inference.score import score_text
@@ -121,6 +125,57 @@ def test_find_units_finds_a_planted_unit():
     assert abs(best[0].r) >= abs(best[1].r) >= abs(best[2].r)
     with pytest.raises(CharRNNError, match="never changes"):
         find_units(Activations("plain text", "rnn", 0, {"h": values[:10]}), "quotes", ("h",))
+
+
+def test_without_units_or_a_feature_the_strongest_feature_is_shown():
+    text = 'he said "yes" and "no" then left\n' * 3
+    rng = np.random.default_rng(1)
+    values = rng.normal(scale=0.1, size=(len(text), 6)).astype(np.float32)
+    values[:, 2] = 2 * inside_quotes(text) - 1  # follows the quotes exactly
+    view = choose_units(Activations(text, "rnn", 0, {"h": values}))
+    assert view.chosen_by == "feature" and view.feature == "quotes"
+    assert view.shown[0] == ("h", 2) and len(view.shown) == SHOWN_UNITS
+    assert view.matches[0].r == pytest.approx(1.0)
+
+
+def test_without_a_feature_that_units_follow_the_most_active_units_are_shown():
+    text = "abcabcabc abc abc\n" * 3
+    rng = np.random.default_rng(2)
+    values = rng.normal(scale=0.01, size=(len(text), 8)).astype(np.float32)
+    values[:, 5] = rng.normal(scale=0.6, size=len(text))  # varies most
+    values[:, 3] = rng.normal(scale=0.3, size=len(text))  # then this one
+    acts = Activations(text, "rnn", 0, {"h": values})
+    # No quotes or brackets here; the line position changes, but noise does not follow it.
+    assert abs(find_units(acts, "line-position", ("h",), 1)[0].r) < FOUND_R
+    view = choose_units(acts)
+    assert view.chosen_by == "activity" and view.feature is None and view.matches == []
+    assert view.shown[:2] == [("h", 5), ("h", 3)]
+
+
+def test_named_units_and_features_win_and_are_checked():
+    text = 'a "b" c\n'
+    values = np.linspace(-1, 1, len(text) * 4, dtype=np.float32).reshape(len(text), 4)
+    acts = Activations(text, "rnn", 0, {"h": values})
+    view = choose_units(acts, ("h",), units=[1, 0], feature="quotes", count=2)
+    assert view.chosen_by == "units" and view.shown == [("h", 1), ("h", 0)]
+    assert len(view.matches) == 2 and view.feature == "quotes"
+    assert choose_units(acts, ("h",), feature="quotes").chosen_by == "find"
+    with pytest.raises(CharRNNError, match="unit 4 does not exist"):
+        choose_units(acts, ("h",), units=[4])
+    with pytest.raises(CharRNNError, match="no character the model knows"):
+        choose_units(Activations("", "rnn", 0, {"h": values[:0]}))
+
+
+def test_states_are_named_as_the_cell_records_them():
+    assert parse_states("h,c", "lstm") == ("h", "c")
+    assert parse_states("gates,i", "lstm") == ("i", "f", "g", "o")
+    assert parse_states(["h", "r"], "gru") == ("h", "r")
+    with pytest.raises(CharRNNError, match="a vanilla RNN has no gates"):
+        parse_states("gates", "rnn")
+    with pytest.raises(CharRNNError, match="'c' is not recorded for a gru model"):
+        parse_states("c", "gru")
+    with pytest.raises(CharRNNError, match="name at least one state"):
+        parse_states(" , ", "lstm")
 
 
 def test_the_bundled_model_has_a_line_position_unit():

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import fails, ok
 
+from charrnn.api import Model
 from charrnn.cli import cli
 from charrnn.inference.beam import beam_search
 from charrnn.inference.copycheck import WINDOW, check_copies
@@ -100,10 +101,10 @@ def test_check_copy_errors(runner, tiny_run, tiny_model, monkeypatch, tmp_path):
     )
     assert missing.stdout == ""
     unrecorded = dataclasses.replace(tiny_model, info={})
-    monkeypatch.setattr("charrnn.cli.generation.load_model_arg", lambda path: unrecorded)
+    monkeypatch.setattr("charrnn.cli.generation.load_model_arg", lambda path: Model(unrecorded))
     fails(sample(runner, run, "--check-copy"), "give one: --check-copy CORPUS")
     moved = dataclasses.replace(tiny_model, info={"corpus": str(tmp_path / "gone.txt")})
-    monkeypatch.setattr("charrnn.cli.generation.load_model_arg", lambda path: moved)
+    monkeypatch.setattr("charrnn.cli.generation.load_model_arg", lambda path: Model(moved))
     result = fails(sample(runner, run, "--check-copy", "--length", "5"), "gone.txt is not there")
     assert result.stdout == ""  # refused before sampling
 

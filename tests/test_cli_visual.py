@@ -11,6 +11,7 @@ from test_render import parse
 
 from charrnn.cli import cli
 from charrnn.config import ModelConfig
+from charrnn.model.layout import parameter_count
 
 ANSI = "\x1b["
 
@@ -123,10 +124,17 @@ def test_inspect_cells(runner, tiny_run, tmp_path):
     assert len(parse(page.read_text(encoding="utf-8")).spans) == 3 * len(text)
 
 
+def test_inspect_with_nothing_but_a_text_shows_units_and_says_which(runner, tiny_run):
+    model = ["--model", str(tiny_run[0])]
+    shown = ok(runner.invoke(cli, ["inspect", *model, 'He said "All: go" (now)\\nand']))
+    assert shown.stdout.count("unit ") >= 3 and "showing the units" in shown.stderr
+    assert "--units N,M or --find FEATURE" in shown.stderr
+    data = json.loads(ok(runner.invoke(cli, ["inspect", *model, "--json", "All: (go)"])).stdout)
+    assert data["chosen_by"] in ("feature", "activity") and len(data["units"]) == 3
+
+
 def test_inspect_errors(runner, tiny_run):
     model = ["--model", str(tiny_run[0])]
-    fails(runner.invoke(cli, ["inspect", *model, "All"]), "--units", 2)
-    fails(runner.invoke(cli, ["inspect", "--cells", *model, "All"]), "--units", 2)
     fails(runner.invoke(cli, ["inspect", "--cells", *model, "--units", "99", "All"]), "unit 99")
     fails(runner.invoke(cli, ["inspect", "--cells", *model, "--units", "x", "All"]), "3,17", 2)
     fails(
@@ -197,7 +205,7 @@ def test_info_run_dir_model_file_and_errors(runner, tiny_run, tmp_path):
         ok(runner.invoke(cli, ["info", str(run / "last.safetensors"), "--json"])).stdout
     )
     assert data["history"] == records and data["best_val_nats"] == pytest.approx(best)
-    assert data["parameters"] == ModelConfig(**data["config"]).parameter_count()
+    assert data["parameters"] == parameter_count(ModelConfig(**data["config"]))
     page = tmp_path / "info.html"
     ok(runner.invoke(cli, ["info", str(run), "--html", str(page)]))
     html = page.read_text(encoding="utf-8")

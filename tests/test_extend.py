@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from helpers import fails, ok, tiny_train_args
 
 from charrnn.cli import cli
-from charrnn.config import EXTENSION_PEAK_RATIO, DataConfig, ModelConfig, TrainConfig
+from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.model.modelfile import load_model
 from charrnn.text.corpus import preprocess
+from charrnn.training.policy import EXTENSION_PEAK_RATIO
 from charrnn.training.rundir import STEP_LOG, RunDir
 from charrnn.training.runtime import Runtime
 from charrnn.training.session import resume_run

@@ -14,12 +14,13 @@ from helpers import fails, ok, tiny_train_args
 from charrnn.api import train as api_train
 from charrnn.bundled import bundled_model
 from charrnn.cli import cli
-from charrnn.config import FINETUNE_DROPOUT, FINETUNE_LR, DataConfig, ModelConfig, TrainConfig
+from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.model.modelfile import load_model, save_model
 from charrnn.model.network import CharRNN
 from charrnn.text.corpus import load_prepared, preprocess, with_base_vocab
 from charrnn.text.vocab import Vocabulary
+from charrnn.training.policy import FINETUNE_DROPOUT, FINETUNE_LR
 from charrnn.training.rundir import RunDir
 from charrnn.training.runtime import Runtime
 from charrnn.training.session import resume_run, start_run

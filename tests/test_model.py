@@ -12,7 +12,8 @@ import charrnn.training.schedule
 import charrnn.training.trainer
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.inference.decoder import Decoder
-from charrnn.model.cells import GATES, cell_step
+from charrnn.model.cells import cell_step
+from charrnn.model.layout import GATES, parameter_count
 from charrnn.model.modelfile import load_model
 from charrnn.model.network import CharRNN, select_state
 from charrnn.model.stepper import Stepper
@@ -263,15 +264,15 @@ def test_same_seed_same_weights(tmp_path, tiny_corpus_file):
 @pytest.mark.parametrize("cell", CELLS)
 def test_parameter_count_without_torch_matches_the_module(cell):
     config = ModelConfig(vocab_size=57, cell=cell, layers=3, hidden=20, embedding=6)
-    assert config.parameter_count() == CharRNN(config).num_parameters()
+    assert parameter_count(config) == CharRNN(config).num_parameters()
 
 
 def test_default_dropout_only_for_texts_shorter_than_the_recurrent_layers():
-    from charrnn.config import (
+    from charrnn.model.layout import memorising_parameter_count
+    from charrnn.training.policy import (
         SMALL_TEXT_CHARS_PER_PARAMETER,
         SMALL_TEXT_DROPOUT,
         default_dropout,
-        memorising_parameter_count,
     )
 
     config = ModelConfig(vocab_size=84, hidden=384)
@@ -282,13 +283,13 @@ def test_default_dropout_only_for_texts_shorter_than_the_recurrent_layers():
     # The alphabet's size does not count: its rows cannot hold more of the text.
     large_alphabet = ModelConfig(vocab_size=6000, hidden=384, output="softmax")
     assert memorising_parameter_count(large_alphabet) == params
-    assert large_alphabet.parameter_count() > 3 * params
+    assert parameter_count(large_alphabet) > 3 * params
     assert default_dropout(large_alphabet, enough) == 0.0
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_memorising_parameters_are_the_recurrent_layers(cell):
-    from charrnn.config import memorising_parameter_count
+    from charrnn.model.layout import memorising_parameter_count
 
     config = ModelConfig(vocab_size=57, cell=cell, layers=3, hidden=20, embedding=6)
     recurrent = sum(p.numel() for p in CharRNN(config).rnn.parameters())
@@ -296,7 +297,8 @@ def test_memorising_parameters_are_the_recurrent_layers(cell):
 
 
 def test_size_advice_follows_the_rule_of_thumb():
-    from charrnn.config import memorising_parameter_count, size_advice
+    from charrnn.model.layout import memorising_parameter_count
+    from charrnn.training.policy import size_advice
 
     big = ModelConfig(vocab_size=84, hidden=512)
     assert size_advice(big, 5_000_000) is None

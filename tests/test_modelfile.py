@@ -11,7 +11,8 @@ from safetensors.torch import save_file
 
 from charrnn.config import ModelConfig
 from charrnn.errors import ModelFileError
-from charrnn.model.modelfile import load_model, save_model, weight_shapes
+from charrnn.model.layout import weight_shapes
+from charrnn.model.modelfile import load_model, save_model
 from charrnn.model.network import CharRNN
 from charrnn.text.vocab import Vocabulary
 

@@ -191,3 +191,11 @@ def test_surprisal_bits_match_probabilities(awkward_model):
     model, vocab = awkward_model
     analysis = analyze_text(model, vocab, "ab")
     np.testing.assert_allclose(2.0**-analysis.surprisal_bits, analysis.probs)
+
+
+def test_a_share_is_never_rounded_to_nothing():
+    from charrnn.views.figures import share_text
+
+    # info's "clipped steps": 4 steps of 10,000 clipped is 0.04%, not 0.0%
+    assert share_text(4 / 10_000) == "0.04%"
+    assert [share_text(x) for x in (0, 0.125, 1.0, None)] == ["0%", "12.5%", "100%", "-"]

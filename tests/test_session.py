@@ -8,9 +8,10 @@ from click.testing import CliRunner
 from helpers import fails, ok, tiny_train_args
 
 from charrnn.cli import cli
-from charrnn.config import SMALL_TEXT_DROPOUT, SMALL_TEXT_PATIENCE, TrainConfig
+from charrnn.config import SMALL_TEXT_PATIENCE, TrainConfig
 from charrnn.errors import CharRNNError
 from charrnn.model.modelfile import load_model
+from charrnn.training.policy import SMALL_TEXT_DROPOUT
 from charrnn.training.runtime import Runtime
 from charrnn.training.session import start_run, train
 from charrnn.training.trainer import Reporter

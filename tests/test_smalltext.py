@@ -5,15 +5,10 @@ from click.testing import CliRunner
 from helpers import ok, tiny_train_args
 
 from charrnn.cli import cli
-from charrnn.config import (
-    SMALL_TEXT_LR_DROPS,
-    ModelConfig,
-    TrainConfig,
-    default_lr_drops,
-    is_small_text,
-)
+from charrnn.config import SMALL_TEXT_LR_DROPS, ModelConfig, TrainConfig
 from charrnn.model.modelfile import load_model
 from charrnn.text.corpus import load_prepared
+from charrnn.training.policy import default_lr_drops, is_small_text
 from charrnn.training.smalltext import BUNDLED_COVERAGE, coverage, start_from_model_advice
 from charrnn.training.trainer import Trainer
 

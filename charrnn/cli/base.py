@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
+from .. import api
 from ..errors import CharRNNError
 
 
@@ -85,19 +85,18 @@ def unescape(text: str) -> str:
 
 # --------------------------------------------------------------------------- preprocess
 class ByteProgress:
-    """A tqdm bar in bytes for preprocessing (both passes over the sources)."""
+    """A tqdm bar in bytes for preprocessing (api.preprocess_bytes in all)."""
 
-    def __init__(self, sources):
+    def __init__(self, total: int, disable: bool = False):
         from tqdm import tqdm
 
-        total = 2 * sum(Path(p).stat().st_size for p in sources if p and Path(p).is_file())
         self.bar = tqdm(
             total=total,
             unit="B",
             unit_scale=True,
             desc="preprocess",
             file=sys.stderr,
-            disable=None,
+            disable=True if disable else None,
             leave=False,
         )
 
@@ -138,11 +137,9 @@ def model_option(multiple: bool = False, more_help: str = ""):
 MODEL_OPTION = model_option()
 
 
-def load_model_arg(model_path):
-    from ..bundled import bundled_model
-    from ..model.modelfile import load_model
-
-    return load_model(model_path or bundled_model())
+def load_model_arg(model_path) -> api.Model:
+    """The model of --model (None: the bundled one)."""
+    return api.load(model_path or None)
 
 
 def stdout_console():
@@ -165,7 +162,5 @@ def print_colored(console, color, renderable) -> None:
 
 
 def write_html(path, html: str) -> None:
-    from ..atomic import atomic_write_bytes
-
-    atomic_write_bytes(path, html.encode("utf-8"))
+    api.save_text(path, html)
     echo_note(f"wrote {path}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import click
 
+from .. import api
 from ..config import DataConfig
 from .base import ByteProgress, cli, echo_err
 from .options import config_from, config_options
@@ -25,16 +26,12 @@ def preprocess(corpus, out, **options):
     Optional: train does this itself when needed and reuses the output
     (CORPUS.charrnn) when it is up to date.
     """
-    from ..text.corpus import corpus_warnings, default_prepared_dir
-    from ..text.corpus import preprocess as run_preprocess
-
-    out = Path(out) if out else default_prepared_dir(corpus)
-    data_config = config_from(DataConfig, options)
-    with ByteProgress([corpus, data_config.val_file]) as progress:
-        prepared = run_preprocess(corpus, out, data_config, progress)
-    for warning in corpus_warnings(prepared):
+    settings = config_from(DataConfig, options)
+    with ByteProgress(api.preprocess_bytes(corpus, settings.val_file)) as progress:
+        prepared = api.preprocess(corpus, out, progress=progress, **dataclasses.asdict(settings))
+    for warning in prepared.warnings:
         echo_err(f"warning: {warning}")
     click.echo(
-        f"{out}: {prepared.meta['chars']} characters ({len(prepared.train)} train, "
-        f"{len(prepared.val)} validation), vocabulary of {len(prepared.vocab)}"
+        f"{prepared.directory}: {prepared.meta['chars']} characters ({len(prepared.train)} "
+        f"train, {len(prepared.val)} validation), vocabulary of {len(prepared.vocab)}"
     )

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import secrets
 import sys
 
 import click
 
+from .. import api
 from ..config import SampleConfig
-from ..errors import UnknownCharactersError
 from ..views.figures import SCORE_HEADER, score_pairs, score_row
 from .base import (
     ESCAPES_HELP,
@@ -100,36 +98,27 @@ def sample(
     text is the likeliest continuation found, not a random one; its
     log-probability (natural log, given the prime) goes to stderr.
     """
-    from ..text.vocab import normalize
-
-    settings = config_from(SampleConfig, options)
     if beam is not None:
-        _refuse_with_beam(settings)
-    loaded = load_model_arg(model_path)
-    corpus = None if copy_corpus is None else _copy_corpus(copy_corpus, loaded)
-    if beam is None and settings.seed is None:
-        settings = dataclasses.replace(settings, seed=secrets.randbelow(2**31))
+        _refuse_with_beam(config_from(SampleConfig, options))
+    model = load_model_arg(model_path)
+    corpus = None if copy_corpus is None else model.training_text(copy_corpus)
+    settings = api.sample_settings(**{k: v for k, v in options.items() if v is not None})
+    if beam is None and options["seed"] is None:
         echo_note(f"seed: {settings.seed}")
     prime = unescape(prime)
-    unknown = loaded.vocab.unknown_chars(prime)
-    if unknown and skip_unknown:
-        echo_err(
-            f"warning: dropped prime character(s) the model has never seen: "
-            f"{', '.join(repr(c) for c in unknown[:10])}"
-        )
-        prime = "".join(
-            c for c in normalize(prime, loaded.vocab.normalization) if c in loaded.vocab
-        )
+    if skip_unknown:
+        prime, dropped = model.known_prime(prime)
+        if dropped:
+            echo_err(
+                "warning: dropped prime character(s) the model has never seen: "
+                + ", ".join(repr(c) for c in dropped[:10])
+            )
     if beam is not None:
-        records, pieces = _beam_text(loaded, prime, settings, beam, threads, as_json)
+        records, pieces = _beam_text(model, prime, settings, beam, threads, as_json)
     else:
-        records, pieces = _sampled_texts(loaded, prime, settings, separator, threads, as_json)
+        records, pieces = _sampled_texts(model, prime, settings, separator, threads, as_json)
     if corpus is not None:
-        from ..inference.copycheck import check_copies, corpus_chunks
-
-        continuations = ["".join(piece[1:]) for piece in pieces]
-        chunks = corpus_chunks(corpus, loaded.vocab.normalization)
-        reports = check_copies(continuations, chunks)
+        reports = model.check_copies(["".join(piece[1:]) for piece in pieces], corpus)
         for record, report in zip(records, reports):
             record["copy"] = report.to_dict()
         if not as_json:
@@ -137,15 +126,7 @@ def sample(
     for record in records:
         click.echo(json.dumps(record, ensure_ascii=False))
     if html_file:
-        from ..inference.analysis import analyze_text
-        from ..views.html import surprisal_report
-
-        samples = ["".join(piece) for piece in pieces]
-        sections = [
-            (f"sample {n + 1}", analyze_text(loaded.model, loaded.vocab, text))
-            for n, text in enumerate(samples)
-        ]
-        about = [("model", str(loaded.path)), ("prime", repr(prime))]
+        about = [("model", str(model.path)), ("prime", repr(prime))]
         if beam is not None:
             about += [("beam width", str(beam))]
         else:
@@ -155,6 +136,11 @@ def sample(
                 ("seed", str(settings.seed)),
             ]
         about.append(("note", "surprisal is the model's own, at temperature 1"))
+        sections = [
+            (f"sample {n + 1}", model.analyze("".join(piece))) for n, piece in enumerate(pieces)
+        ]
+        from ..views.html import surprisal_report
+
         write_html(html_file, surprisal_report("charrnn sample", sections, about))
 
 
@@ -167,29 +153,6 @@ def _refuse_with_beam(settings: SampleConfig) -> None:
         raise click.UsageError("--beam keeps every character in play; it takes no --top-k/--top-p")
     if ctx.get_parameter_source("temperature") != click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--beam picks the likeliest text; it takes no -t/--temperature")
-
-
-def _copy_corpus(given: str, loaded) -> str:
-    """The corpus --check-copy reads: the one given, else the model's training text."""
-    from ..errors import CorpusError
-
-    if given:
-        if not os.path.exists(given):  # refused before sampling, not after
-            raise CorpusError(f"{given}: no such corpus file or prepared directory")
-        return given
-    from ..bundled import corpus_path
-
-    recorded = loaded.info.get("corpus")
-    if not recorded:
-        raise CorpusError(
-            f"{loaded.path} does not record its training text; give one: --check-copy CORPUS"
-        )
-    recorded = corpus_path(recorded)  # the bundled corpus: where it is on this install
-    if not os.path.exists(recorded):
-        raise CorpusError(
-            f"the training text {recorded} is not there; give its path: --check-copy CORPUS"
-        )
-    return recorded
 
 
 def _print_copy_table(corpus: str, reports) -> None:
@@ -209,14 +172,9 @@ def _print_copy_table(corpus: str, reports) -> None:
             echo_err(f"longest span of sample {number}: {report.longest_text!r}")
 
 
-def _beam_text(loaded, prime, settings, width, threads, as_json):
+def _beam_text(model, prime, settings, width, threads, as_json):
     """Run the beam search and print its text (or leave a JSON record to print)."""
-    from threadpoolctl import threadpool_limits
-
-    from ..inference.beam import beam_search
-
-    with threadpool_limits(limits=threads, user_api="blas"):
-        result = beam_search(loaded, loaded.vocab, prime, width, settings.length, settings.stop)
+    result = model.beam(prime, width, length=settings.length, stop=settings.stop, threads=threads)
     chars = len(result.text)
     echo_note(f"beam {width}: log-probability {result.log_prob:.4f} nats over {chars} character(s)")
     pieces = [[prime, result.text]]
@@ -228,13 +186,11 @@ def _beam_text(loaded, prime, settings, width, threads, as_json):
     return [], pieces
 
 
-def _sampled_texts(loaded, prime, settings, separator, threads, as_json):
+def _sampled_texts(model, prime, settings, separator, threads, as_json):
     """Draw the samples, streaming them to stdout (or leaving JSON records to print):
     (records, per sample the list of its pieces, the prime first)."""
-    from ..inference.sample import generate
-
     num_samples = settings.num_samples
-    steps = generate(loaded, loaded.vocab, prime, settings, threads=threads)
+    steps = model.stream(prime, threads=threads, **dataclasses.asdict(settings))
     out = sys.stdout
     pieces = [[prime] for _ in range(num_samples)]
     if num_samples == 1 and not as_json:  # streamed as it is made
@@ -353,75 +309,78 @@ def score(
     character (with --json: a "per_char" list per text). Colour follows the
     terminal; NO_COLOR=1 turns it off, FORCE_COLOR=1 on.
     """
-    from ..text.textfile import read_text
-
     if at_position is not None and not top:
         raise click.UsageError("--at goes with --top K")
     if with_total and not as_json:
         raise click.UsageError("--total goes with --json")
-    items: list[tuple[str, str]] = [("arg", unescape(t)) for t in texts]
+    items = _texts_to_score(texts, lines_file, doc_file)
+    model = load_model_arg(model_path)
+    labels = [doc_file if kind == "file" else _preview(text) for kind, text in items]
+    if doc_file is not None:
+        items[-1] = ("file", sys.stdin.read() if doc_file == "-" else api.read_text(doc_file))
+    everything = "".join(text for _, text in items)
+    if strict:
+        model.check_known(everything)
+    results = model.score([text for kind, text in items if kind != "file"])
+    if doc_file is not None:
+        results.append(model.score(items[-1][1], exact=exact))
+    totals = api.total(results)
+    analyses, positions = None, None
+    if show or top or html_file:
+        analyses = [model.analyze(text, top_k=max(top or 0, 5)) for _, text in items]
+        positions = [_positions(a, at_position) for a in analyses]
+    if html_file:
+        about = [("model", str(model.path)), ("texts", str(len(items)))]
+        if len(items) > 1:
+            about += [(f"total: {k}", v) for k, v in score_pairs(totals)]
+        from ..views.html import surprisal_report
+
+        write_html(html_file, surprisal_report("charrnn score", list(zip(labels, analyses)), about))
+    details = (show or top) and analyses
+    if as_json:
+        for index, ((kind, text), result) in enumerate(zip(items, results)):
+            record = {"kind": "text", "text": labels[index] if kind == "file" else text}
+            record.update(result.to_dict())
+            if details:
+                record["per_char"] = analyses[index].records(positions[index], top or 0)
+            click.echo(json.dumps(record, ensure_ascii=False))
+        if with_total:
+            click.echo(json.dumps({"kind": "total", "texts": len(results), **totals.to_dict()}))
+    else:
+        if details:
+            _print_details(analyses, labels, positions, show, top)
+        _print_score_table(labels, results, totals)
+    if totals.unknown_chars:
+        unknown = model.vocab.unknown_chars(everything)
+        echo_err(
+            f"warning: skipped {totals.unknown_chars} character(s) the model has never "
+            f"seen: {', '.join(repr(c) for c in unknown[:10])}"
+        )
+
+
+def _texts_to_score(texts, lines_file, doc_file) -> list[tuple[str, str]]:
+    """(kind, text) for each text to score: the arguments, the lines of --lines (or of
+    stdin when nothing else is given), and a last ("file", "") for --file, read once
+    the model has loaded."""
+    items = [("arg", unescape(t)) for t in texts]
     if lines_file is None and doc_file is None and not texts:
         if sys.stdin.isatty():
             raise click.UsageError("give TEXTS, --lines FILE, --file FILE, or pipe text in")
         lines_file = sys.stdin
     if lines_file is not None:
         items += [("line", line.rstrip("\r\n")) for line in lines_file]
-    loaded = load_model_arg(model_path)
-    from ..inference.score import score_text, score_texts, total  # torch: after the checks
-
     if doc_file is not None:
-        items.append(("file", sys.stdin.read() if doc_file == "-" else read_text(doc_file)))
-    unknown = loaded.vocab.unknown_chars("".join(text for _, text in items))
-    if strict and unknown:
-        raise UnknownCharactersError(unknown)
-    texts = [text for kind, text in items if kind != "file"]
-    results = score_texts(loaded.model, loaded.vocab, texts)
-    if doc_file is not None:
-        results.append(score_text(loaded.model, loaded.vocab, items[-1][1], exact=exact))
-    totals = total(results)
-    analyses = None
-    if show or top or html_file:
-        from ..inference.analysis import analyze_text
+        items.append(("file", ""))
+    return items
 
-        analyses = [
-            analyze_text(loaded.model, loaded.vocab, text, top_k=max(top or 0, 5))
-            for _, text in items
-        ]
-        labels = [doc_file if kind == "file" else _preview(text) for kind, text in items]
-        positions = [_positions(a, at_position) for a in analyses]
-    if html_file:
-        from ..views.html import surprisal_report
 
-        about = [("model", str(loaded.path)), ("texts", str(len(items)))]
-        if len(items) > 1:
-            about += [(f"total: {k}", v) for k, v in score_pairs(totals)]
-        write_html(html_file, surprisal_report("charrnn score", list(zip(labels, analyses)), about))
-    if as_json:
-        for index, ((kind, text), result) in enumerate(zip(items, results)):
-            shown = doc_file if kind == "file" else text
-            record = {"kind": "text", "text": shown, **result.to_dict()}
-            if analyses is not None and (show or top):
-                record["per_char"] = analyses[index].records(positions[index], top or 0)
-            click.echo(json.dumps(record, ensure_ascii=False))
-        if with_total:
-            click.echo(json.dumps({"kind": "total", "texts": len(results), **totals.to_dict()}))
-    else:
-        if show or top:
-            _print_details(analyses, labels, positions, show, top)
-        click.echo(SCORE_HEADER)
-        rows = [
-            ((doc_file if kind == "file" else _preview(text)), r)
-            for (kind, text), r in zip(items, results)
-        ]
-        if len(results) > 1:
-            rows.append(("(total)", totals))
-        for label, r in rows:
-            click.echo(score_row(r, label))
-    if totals.unknown_chars:
-        echo_err(
-            f"warning: skipped {totals.unknown_chars} character(s) the model has never "
-            f"seen: {', '.join(repr(c) for c in unknown[:10])}"
-        )
+def _print_score_table(labels, results, totals) -> None:
+    click.echo(SCORE_HEADER)
+    rows = list(zip(labels, results))
+    if len(results) > 1:
+        rows.append(("(total)", totals))
+    for label, result in rows:
+        click.echo(score_row(result, label))
 
 
 # --------------------------------------------------------------------------- inspect / info

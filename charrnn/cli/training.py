@@ -1,31 +1,22 @@
-"""`charrnn train`: options -> configs -> start_run / resume_run (training/session.py);
-progress on stderr, signals, the summary on stdout."""
+"""`charrnn train`: options -> api.start / api.open_run, and the run; progress on
+stderr, signals, the summary on stdout."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import time
 
 import click
 
-from ..bundled import bundled_corpus
-from ..config import (
-    FINETUNE_DROPOUT,
-    FINETUNE_TRAIN_DEFAULTS,
-    SMALL_TEXT_CHARS_PER_PARAMETER,
-    SMALL_TEXT_DROPOUT,
-    DataConfig,
-    ModelConfig,
-    RuntimeConfig,
-    TrainConfig,
-    train_config,
-)
+from .. import api
+from ..config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig
+from ..errors import PeerStopped, TrainingInterrupted
 from .base import ByteProgress, cli, echo_err
-from .options import config_from, config_options, field_names
+from .options import config_options
 
 
 # --------------------------------------------------------------------------- train
@@ -36,12 +27,10 @@ class ProgressReporter:
         self.quiet = quiet
         self.bar = None
         self.smoothed = None
-        self.patience = 0
 
     def on_start(self, info):
         from tqdm import tqdm
 
-        self.patience = info["train_config"]["patience"]
         if not self.quiet:
             echo_err(
                 f"training {info['model_config']['cell']} "
@@ -121,12 +110,16 @@ class ProgressReporter:
                 f"{result.best_val_nats:.4f} nats/char, {result.best_val_bpc:.4f} bits/char "
                 f"(step {result.best_step:,})",
             ),
-            ("stopped by", stop_description(result.stop_reason, self.patience)),
+            ("stopped by", result.stopped_by),
             ("best model", str(result.best_model)),
             ("last model", str(result.last_model)),
         ]:
             table.add_row(key, value)
         Console(stderr=True).print(table)
+
+
+# Settings whose default the library decides: unset on the command line, their rule in --help.
+DECIDED = {name: (None, f" [default: {rule}]") for name, rule in api.decided_defaults().items()}
 
 
 @cli.command()
@@ -147,27 +140,8 @@ class ProgressReporter:
     "model's name: shakespeare): its architecture, the union of its and the corpus's "
     "characters, and the fine-tuning defaults of --lr, --warmup-steps and --dropout.",
 )
-@config_options(
-    ModelConfig,
-    overrides={
-        "dropout": (
-            None,
-            f" [default: 0, or {SMALL_TEXT_DROPOUT} when the training text has fewer than "
-            f"{SMALL_TEXT_CHARS_PER_PARAMETER} characters per recurrent parameter; "
-            f"{FINETUNE_DROPOUT} with --init-from]",
-        )
-    },
-)
-@config_options(
-    TrainConfig,
-    overrides={
-        name: (
-            None,
-            f" [default: {getattr(TrainConfig, name)}; {value} with --init-from]",
-        )
-        for name, value in FINETUNE_TRAIN_DEFAULTS.items()
-    },
-)
+@config_options(ModelConfig, overrides=DECIDED)
+@config_options(TrainConfig, overrides=DECIDED)
 @click.option(
     "--resume",
     "resume_dir",
@@ -196,46 +170,46 @@ def train(
     Under `torchrun --nproc_per_node N -m charrnn train ...` the N processes
     train one model with DistributedDataParallel, each on batch-size/N streams.
     """
-    from ..training.runtime import lost_peer, start_runtime
-
     if resume_dir and init_from:
         raise click.UsageError("--resume continues a run, --init-from starts one: drop one")
-    changes = _resume_changes(ctx, corpus, out, force, options) if resume_dir else {}
-    if init_from:  # the model's architecture stands wherever an option was not given
-        for name in field_names(ModelConfig):
-            if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
-                options[name] = None
-    runtime = start_runtime(RuntimeConfig(device, precision))
+    # The settings given; what is not given the library decides (from the text, or the
+    # model fine-tuned), as it does for a Python caller.
+    given = {
+        name: value
+        for name, value in options.items()
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+    }
+    if resume_dir:
+        _check_resume_options(corpus, out, force, given)
+    reporter = ProgressReporter(quiet)
     try:
-        result = _train(corpus, out, force, resume_dir, changes, quiet, options, runtime, init_from)
-        # Every rank has finished its last collective before any leaves the group: a rank
-        # that left early closed gloo's connections under a slower one (SIGABRT, seen once
-        # in five runs of tests/test_distributed.py). Only after success: after an error
-        # the other ranks may never arrive.
-        runtime.group.barrier()
-    except RuntimeError as error:
-        gone = lost_peer(error) if runtime.group.distributed else None
-        if gone is None:
-            raise
+        with api.runtime(device, precision) as runtime:
+            if resume_dir:
+                trainer = api.open_run(resume_dir, runtime=runtime, reporter=reporter, **given)
+            else:
+                # The bar counts the bytes of both passes over the sources (rank 0's).
+                total = api.preprocess_bytes(corpus, given.get("val_file"))
+                with ByteProgress(total, disable=not runtime.group.is_main) as progress:
+                    trainer = api.start(
+                        corpus, out, runtime=runtime, force=force, init_from=init_from,
+                        reporter=reporter, progress=progress, **given,
+                    )  # fmt: skip
+            main = runtime.group.is_main
+            result = _run_with_signals(trainer, trainer.run_dir, main)
+            del trainer  # the run (and its DistributedDataParallel) ends with the group
+    except PeerStopped as stopped:
         # The process that failed says why in its own line; this one stopped with it,
         # and says so in one line rather than with the collective's traceback.
-        echo_err(f"rank {runtime.group.rank}: stopped, as another process of the run did ({gone})")
+        echo_err(f"rank {os.environ.get('RANK', '0')}: {stopped}")
         sys.exit(1)
-    finally:
-        runtime.close()
-    if as_json and runtime.group.is_main:
+    if as_json and main:
         click.echo(json.dumps(result.to_dict()))
 
 
-def _resume_changes(ctx, corpus, out, force, options) -> dict:
-    """The settings given with --resume, which must be TrainConfig.RESUMABLE ones (a new
-    budget, patience, samples); the others are the run's own."""
-    given = [
-        name
-        for name in options
-        if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
-    ]
-    refused = [name for name in given if name not in TrainConfig.RESUMABLE]
+def _check_resume_options(corpus, out, force, given) -> None:
+    """A resume takes the run's settings from its directory: only api.RESUMABLE ones
+    (a new budget, patience, samples; the device and precision) may be given."""
+    refused = [name for name in given if name not in api.RESUMABLE]
     if corpus or out or force or refused:
         flags = ", ".join(
             ["CORPUS"] * bool(corpus)
@@ -243,68 +217,11 @@ def _resume_changes(ctx, corpus, out, force, options) -> dict:
             + ["--force"] * force
             + [f"--{n.replace('_', '-')}" for n in refused]
         )
-        allowed = ", ".join(f"--{n.replace('_', '-')}" for n in TrainConfig.RESUMABLE)
+        allowed = ", ".join(f"--{n.replace('_', '-')}" for n in api.RESUMABLE)
         raise click.UsageError(
             f"--resume takes the run's settings from the run directory; drop {flags} "
             f"(a resume accepts only {allowed})"
         )
-    return {name: options[name] for name in given}
-
-
-def _train(corpus, out, force, resume_dir, changes, quiet, options, runtime, init_from=None):
-    from ..training.session import resume_run, start_run
-    from ..training.trainer import Reporter
-
-    main_process = runtime.group.is_main
-    # Only rank 0 reports; the others' warnings would repeat its own.
-    reporter = ProgressReporter(quiet) if main_process else Reporter()
-    if resume_dir:
-        trainer = resume_run(resume_dir, runtime=runtime, reporter=reporter, **changes)
-        if trainer.stop_reason is not None:
-            # Nothing left to do is not an error: a script that resumes until the run
-            # is done may call once more.
-            if main_process and not quiet:
-                echo_err(_finished_note(trainer, resume_dir))
-            return trainer.run()
-    else:
-        data = config_from(DataConfig, options)
-        model = {n: options[n] for n in field_names(ModelConfig) if options[n] is not None}
-        settings = {name: options[name] for name in field_names(TrainConfig)}
-        # The bar's total is the bytes of both passes over the sources (rank 0 reads them).
-        sources = [corpus or bundled_corpus(), data.val_file]
-        bar = ByteProgress(sources) if main_process else contextlib.nullcontext()
-        with bar as progress:
-            trainer = start_run(
-                corpus,
-                out,
-                data=data,
-                model=model,
-                train=train_config(settings, finetune=bool(init_from)),
-                runtime=runtime,
-                force=force,
-                reporter=reporter,
-                progress=progress,
-                init_from=init_from,
-            )
-    return _run_with_signals(trainer, trainer.run_dir, main_process)
-
-
-def _finished_note(trainer, run_dir) -> str:
-    loop = trainer.loop
-    why = stop_description(trainer.stop_reason, trainer.config.patience)
-    return (
-        f"{run_dir}: the run is finished at step {loop.step:,} (stopped by {why}; best "
-        f"validation at step {loop.best_step:,}); nothing left to do. "
-        f"To train it further: charrnn train --resume {run_dir} --max-time SECONDS "
-        "(or --max-steps N), that much more from where it stopped"
-    )
-
-
-def stop_description(reason: str, patience: int) -> str:
-    """Why training stopped (schedule.STOP_REASONS), in words."""
-    if reason == "patience":
-        return f"patience ({patience} validations without improvement)"
-    return {"steps": "the step budget", "time": "the time budget"}[reason]
 
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -321,8 +238,6 @@ def _run_with_signals(trainer, run_dir, main_process=True):
     """Run training; the first SIGINT/SIGTERM stops it after the current step with a
     saved state (exit 130/143), a second SIGINT interrupts at once. Under torchrun
     every process gets the signal; rank 0's decides for all, and rank 0 reports."""
-    from ..training.trainer import TrainingInterrupted
-
     received: list[int] = []
     first_at: list[float] = []
     distributed = trainer.group.distributed

@@ -6,11 +6,13 @@ import json
 import sys
 
 import click
+from click.core import ParameterSource
 
+from .. import api
 from ..config import GRADIENT_DISTANCE
 from ..errors import CharRNNError
 from .base import (
-    MODEL_ENV,
+    MODEL_OPTION,
     QUIET_OPTION,
     cli,
     echo_err,
@@ -27,12 +29,10 @@ from .base import (
 
 
 def _read_one_text(text, text_file) -> str:
-    from ..text.textfile import read_text
-
     if text is not None and text_file is not None:
         raise click.UsageError("give TEXT or --file, not both")
     if text_file is not None:
-        return sys.stdin.read() if text_file == "-" else read_text(text_file)
+        return sys.stdin.read() if text_file == "-" else api.read_text(text_file)
     if text is not None:
         return unescape(text)
     if sys.stdin.isatty():
@@ -40,28 +40,12 @@ def _read_one_text(text, text_file) -> str:
     return sys.stdin.read()
 
 
-def _states(spec: str, cell: str) -> tuple[str, ...]:
-    """--state h,c or gates or single gate letters, checked against the cell."""
-    from ..inference.analysis import recorded_names
-    from ..model.cells import GATES
-
-    names: list[str] = []
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        if part == "gates":
-            if not GATES[cell]:
-                raise click.BadParameter("a vanilla RNN has no gates", param_hint="--state")
-            names += GATES[cell]
-        elif part in recorded_names(cell):
-            names.append(part)
-        else:
-            choices = ", ".join(recorded_names(cell) + (("gates",) if GATES[cell] else ()))
-            raise click.BadParameter(
-                f"{part!r} is not recorded for a {cell} model; choose from {choices}",
-                param_hint="--state",
-            )
-    if not names:
-        raise click.BadParameter("name at least one state", param_hint="--state")
-    return tuple(dict.fromkeys(names))
+def _states(model, spec: str) -> tuple[str, ...]:
+    """--state, checked against the model's cell."""
+    try:
+        return model.states(spec)
+    except CharRNNError as exc:
+        raise click.BadParameter(str(exc), param_hint="--state") from None
 
 
 def _units(spec: str | None) -> list[int]:
@@ -212,78 +196,84 @@ def inspect(
 def _inspect_cells(
     text, model_path, text_file, units, state_spec, layer, find, count, html_file, as_json
 ) -> None:
-    from ..inference.analysis import find_units, record_activations, select_units, value_range
-
     content = _read_one_text(text, text_file)
-    loaded = load_model_arg(model_path)
-    states = _states(state_spec, loaded.config.cell)
-    activations = record_activations(loaded.model, loaded.vocab, content, layer)
-    if not activations.text:
-        raise CharRNNError("the text has no character the model knows")
-    chosen = select_units(activations, _units(units))
-    matches = find_units(activations, find, states, count) if find else []
-    if chosen:
-        shown = [(name, unit) for unit in chosen for name in states]
-    elif matches:
-        shown = [(m.state, m.unit) for m in matches[:3]]
-    else:
-        raise click.UsageError("choose units: --units 3,17 or --find FEATURE")
+    model = load_model_arg(model_path)
+    states = _states(model, state_spec)
+    view = model.units(
+        content, layer=layer, states=states, units=_units(units), find=find, count=count
+    )
+    activations, shown, matches = view.activations, view.shown, view.matches
     if activations.unknown_chars:
         echo_err(
             f"warning: skipped {activations.unknown_chars} character(s) the model has never seen"
         )
-    about = [
-        ("model", str(loaded.path)),
-        (
-            "layer",
-            f"{activations.layer} of {loaded.config.layers} ({loaded.config.cell}, "
-            f"{loaded.config.hidden} units)",
-        ),
-        ("characters", f"{len(activations.text):,}"),
-    ]
+    if view.chosen_by == "feature":
+        echo_note(
+            f"showing the units that follow {view.feature} most closely in this text "
+            f"(|r| {abs(matches[0].r):.2f}); choose with --units N,M or --find FEATURE"
+        )
+    elif view.chosen_by == "activity":
+        echo_note(
+            "no unit follows quotes, brackets or the line position closely in this text: "
+            "showing the units that vary most; choose with --units N,M or --find FEATURE"
+        )
     if html_file:
         from ..views.html import activations_report
 
-        write_html(
-            html_file,
-            activations_report("charrnn inspect", activations, shown, about, matches, find),
+        about = _cells_about(model, activations)
+        page = activations_report(
+            "charrnn inspect", activations, shown, about, matches, view.feature
         )
+        write_html(html_file, page)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "text": activations.text,
-                    "layer": activations.layer,
-                    "matches": [{"state": m.state, "unit": m.unit, "r": m.r} for m in matches],
-                    "units": [
-                        {
-                            "state": name,
-                            "unit": unit,
-                            "values": activations.values[name][:, unit].tolist(),
-                        }
-                        for name, unit in shown
-                    ],
-                },
-                ensure_ascii=False,
-            )
-        )
+        click.echo(json.dumps(_cells_record(view), ensure_ascii=False))
         return
+    _print_cells(view)
+
+
+def _cells_about(model, activations) -> list[tuple[str, str]]:
+    config = model.config
+    return [
+        ("model", str(model.path)),
+        ("layer", f"{activations.layer} of {config.layers} ({config.cell}, {config.hidden} units)"),
+        ("characters", f"{len(activations.text):,}"),
+    ]
+
+
+def _cells_record(view) -> dict:
+    activations = view.activations
+    return {
+        "text": activations.text,
+        "layer": activations.layer,
+        "feature": view.feature,
+        "chosen_by": view.chosen_by,
+        "matches": [{"state": m.state, "unit": m.unit, "r": m.r} for m in view.matches],
+        "units": [
+            {"state": name, "unit": unit, "values": activations.values[name][:, unit].tolist()}
+            for name, unit in view.shown
+        ],
+    }
+
+
+def _print_cells(view) -> None:
     from ..views.terminal import (
         activation_heatmap,
         activation_legend,
         activation_title,
         units_table,
+        value_range,
     )
 
+    activations = view.activations
     console = stdout_console()
     color = is_colored(console)
-    if matches:
-        console.print(units_table(matches, find, activations.layer))
-    for name, unit in shown:
+    if view.matches:
+        console.print(units_table(view.matches, view.feature, activations.layer))
+    for name, unit in view.shown:
         click.echo(activation_title(activations, name, unit))
         print_colored(console, color, activation_heatmap(activations, name, unit, color))
     # One legend per value range: sigmoid gates lie in [0, 1], the rest in [-1, 1].
-    legends = {value_range(name): name for name, _ in shown}
+    legends = {value_range(name): name for name, _ in view.shown}
     for name in legends.values():
         print_colored(console, color, activation_legend(name, color))
 
@@ -291,40 +281,29 @@ def _inspect_cells(
 def _gradient_text(text, text_file, first) -> tuple[str, str]:
     """The text --gradients reads, and where it comes from: TEXT, --file, text piped
     in, else a passage of the first model's training text."""
-    from ..inference.gradients import model_passage
-
     if text is not None or text_file is not None:
         return _read_one_text(text, text_file), str(text_file or "TEXT")
     piped = "" if sys.stdin.isatty() else sys.stdin.read()
     if piped:
         return piped, "stdin"
-    return model_passage(first)
+    return first.training_passage()
 
 
 def _inspect_gradients(text, text_file, model_paths, layer, distance, html_file, as_json):
-    from ..inference.gradients import farthest_distance, gradient_decay
-
     models = [load_model_arg(path) for path in model_paths or (None,)]
     labels = [str(path) for path in model_paths] or ["shakespeare (bundled)"]
     content, source = _gradient_text(text, text_file, models[0])
-    reach = min(farthest_distance(m.vocab, content) for m in models)
-    if distance is None and reach >= 1:
-        distance = min(GRADIENT_DISTANCE, reach)  # the same distances for every model
-    curves = []
-    for label, loaded in zip(labels, models):
-        try:
-            decay = gradient_decay(loaded.model, loaded.vocab, content, distance, layer)
-        except CharRNNError as exc:
-            raise CharRNNError(f"{label}: {exc}" if len(models) > 1 else str(exc)) from None
+    decays = api.compare_gradients(models, content, distance, layer)
+    curves = list(zip(labels, decays))
+    for label, decay in curves:
         if decay.unknown_chars:
             echo_err(
                 f"warning: {label}: skipped {decay.unknown_chars} character(s) the model "
                 "has never seen"
             )
-        curves.append((label, decay))
     echo_note(
         f"text: {source}, {len(content):,} characters; the gradient followed back "
-        f"k = 1..{curves[0][1].distance} characters"
+        f"k = 1..{decays[0].distance} characters"
     )
     if html_file:
         from ..views.html import decay_report
@@ -333,7 +312,8 @@ def _inspect_gradients(text, text_file, model_paths, layer, distance, html_file,
         about += [
             (
                 label,
-                f"{m.config.cell}, {m.config.layers} layer(s) x {m.config.hidden} units; {m.path}",
+                f"{m.config.cell}, {m.config.layers} layer(s) x {m.config.hidden} units; "
+                f"{m.path}",
             )
             for label, m in zip(labels, models)
         ]
@@ -343,17 +323,8 @@ def _inspect_gradients(text, text_file, model_paths, layer, distance, html_file,
             {"label": label, "model": str(m.path), **decay.to_dict()}
             for (label, decay), m in zip(curves, models)
         ]
-        click.echo(
-            json.dumps(
-                {
-                    "text": content,
-                    "source": source,
-                    "distance": curves[0][1].distance,
-                    "models": records,
-                },
-                ensure_ascii=False,
-            )
-        )
+        record = {"text": content, "source": source, "distance": decays[0].distance}
+        click.echo(json.dumps({**record, "models": records}, ensure_ascii=False))
         return
     from ..views.terminal import decay_plot, decay_table
 
@@ -363,22 +334,23 @@ def _inspect_gradients(text, text_file, model_paths, layer, distance, html_file,
 
 
 @cli.command()
-@click.argument("path", type=click.Path(), required=False, envvar=MODEL_ENV)
+@click.argument("path", type=click.Path(), required=False)
+@MODEL_OPTION
 @html_option("Write the same as an HTML page with an SVG chart of the losses.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
 @QUIET_OPTION
-def info(path, html_file, as_json, quiet):
-    """Describe a model file or run directory: config, vocabulary, parameters,
-    best validation loss, train / validation loss over steps, the gradient norm
-    before clipping and the share of steps clipped, and the samples drawn while
-    training (the first, a middle one and the last; --html shows all), from the
-    run's metrics.jsonl. PATH defaults to $CHARRNN_MODEL, else
-    the bundled model.
+@click.pass_context
+def info(ctx, path, model_path, html_file, as_json, quiet):
+    """Describe a model file or run directory (PATH, or --model as the other commands
+    take it): config, vocabulary, parameters, best validation loss, train /
+    validation loss over steps, the gradient norm before clipping and the share of
+    steps clipped, and the samples drawn while training (the first, a middle one
+    and the last; --html shows all), from the run's metrics.jsonl.
     """
-    from ..bundled import bundled_model
-    from ..views.runinfo import run_info
-
-    described = run_info(path or bundled_model())
+    from_command_line = ctx.get_parameter_source("model_path") == ParameterSource.COMMANDLINE
+    if path and from_command_line:
+        raise click.UsageError("give the model as PATH or as --model, not both")
+    described = api.describe(path or model_path)
     for warning in described.warnings:
         echo_err(f"warning: {warning}")
     if html_file:

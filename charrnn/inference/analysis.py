@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import CharRNNError
-from ..model.cells import GATES
+from ..model.layout import GATES
 from ..model.network import CharRNN
 from ..model.stepper import Stepper
 from ..text.vocab import Vocabulary
@@ -136,6 +136,28 @@ class Activations:
 def recorded_names(cell: str) -> tuple[str, ...]:
     """What `record_activations` records for a cell: h (and c for LSTM), then its gates."""
     return (("h", "c") if cell == "lstm" else ("h",)) + GATES[cell]
+
+
+def parse_states(spec: str | tuple[str, ...] | list[str], cell: str) -> tuple[str, ...]:
+    """What to record for `cell`, from "h,c", "gates" (all of the cell's gates) or
+    single gate letters (a string, comma-separated, or a sequence of names)."""
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for part in (p.strip() for p in parts if p.strip()):
+        if part == "gates":
+            if not GATES[cell]:
+                raise CharRNNError("a vanilla RNN has no gates")
+            names += GATES[cell]
+        elif part in recorded_names(cell):
+            names.append(part)
+        else:
+            choices = ", ".join(recorded_names(cell) + (("gates",) if GATES[cell] else ()))
+            raise CharRNNError(
+                f"{part!r} is not recorded for a {cell} model; choose from {choices}"
+            )
+    if not names:
+        raise CharRNNError("name at least one state")
+    return tuple(dict.fromkeys(names))
 
 
 def value_range(name: str) -> tuple[float, float]:
@@ -258,3 +280,62 @@ def display_value(name: str, values: np.ndarray) -> np.ndarray:
     """Values squashed into value_range(name): the cell state c through tanh, as
     h sees it (h = o * tanh(c)); everything else as it is."""
     return np.tanh(values) if name == "c" else values
+
+
+# --------------------------------------------------------------------------- what to show
+SHOWN_UNITS = 3  # units drawn when they are found rather than named
+# A feature counts as found when some unit follows it at least this closely (|r|); below,
+# the most active units say more about the text than a weak correlation does.
+FOUND_R = 0.5
+
+
+@dataclass
+class UnitView:
+    """The units of one layer to show for a text, and why those."""
+
+    activations: Activations
+    shown: list[tuple[str, int]]  # (state, unit) pairs to draw, in order
+    matches: list[UnitMatch]  # the units most correlated with `feature` ([] without one)
+    feature: str | None  # the feature of `matches`
+    chosen_by: str  # "units" (named), "find" (a feature named), "feature" (the strongest
+    # feature found in the text) or "activity" (the units that vary most)
+
+
+def choose_units(
+    activations: Activations,
+    states: tuple[str, ...] = ("h",),
+    units: list[int] | None = None,
+    feature: str | None = None,
+    count: int = 10,
+) -> UnitView:
+    """Named `units` (each with every state), else the best matches of a named `feature`,
+    else those of the feature (FEATURES) that some unit follows most closely in this
+    text (|r| >= FOUND_R), else the units whose (displayed) activation varies most."""
+    if not activations.text:
+        raise CharRNNError("the text has no character the model knows")
+    chosen = select_units(activations, list(units or []))
+    matches = find_units(activations, feature, states, count) if feature else []
+    if chosen:
+        shown = [(name, unit) for unit in chosen for name in states]
+        return UnitView(activations, shown, matches, feature, "units")
+    if feature:
+        shown = [(m.state, m.unit) for m in matches[:SHOWN_UNITS]]
+        return UnitView(activations, shown, matches, feature, "find")
+    found = [
+        (name, find_units(activations, name, states, count))
+        for name, make in FEATURES.items()
+        if np.ptp(make(activations.text)) > 0
+    ]
+    if found:
+        name, best = max(found, key=lambda pair: abs(pair[1][0].r))
+        if abs(best[0].r) >= FOUND_R:
+            shown = [(m.state, m.unit) for m in best[:SHOWN_UNITS]]
+            return UnitView(activations, shown, best, name, "feature")
+    spread = [
+        (float(np.std(display_value(name, activations.values[name][:, unit]))), name, unit)
+        for name in states
+        for unit in range(activations.hidden)
+    ]
+    spread.sort(key=lambda row: (-row[0], row[1], row[2]))
+    shown = [(name, unit) for _, name, unit in spread[:SHOWN_UNITS]]
+    return UnitView(activations, shown, [], None, "activity")

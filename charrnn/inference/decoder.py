@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..config import ModelConfig
+from ..model.layout import EMBEDDING, ORDER, cluster_weights, clusters, head_weights, layer_weights
 
 if TYPE_CHECKING:
     from ..model.network import CharRNN, State
@@ -57,7 +58,8 @@ class Decoder:
     h (B, H) float32, or of the pair (h, c) for LSTM, which `step` updates in place.
 
     Built from a config and its weights as numpy arrays named as in
-    CharRNN.state_dict() (LoadedModel.weights), or from a CharRNN (`from_model`).
+    CharRNN.state_dict() (model/layout.py; LoadedModel.weights), or from a CharRNN
+    (`from_model`).
     """
 
     def __init__(self, config: ModelConfig, weights: Mapping[str, np.ndarray]):
@@ -68,10 +70,7 @@ class Decoder:
         # product is a BLAS matrix-vector product that streams the matrix row by row.
         self.w_ih, self.w_hh, self.b_in, self.b_hn = [], [], [], []
         for k in range(config.layers):
-            w_ih = weight(f"rnn.weight_ih_l{k}")  # (G*H, n_in)
-            w_hh = weight(f"rnn.weight_hh_l{k}")  # (G*H, H)
-            b_ih = weight(f"rnn.bias_ih_l{k}")
-            b_hh = weight(f"rnn.bias_hh_l{k}")
+            w_ih, w_hh, b_ih, b_hh = map(weight, layer_weights(k))  # (G*H, n_in), (G*H, H)
             if self.cell == "lstm":
                 # torch's order i, f, g, o -> i, f, o, g; halve the sigmoid rows.
                 order = np.r_[0 : 2 * hidden, 3 * hidden : 4 * hidden, 2 * hidden : 3 * hidden]
@@ -89,32 +88,29 @@ class Decoder:
             self.w_ih.append(np.ascontiguousarray(w_ih, dtype=np.float32))
             self.w_hh.append(np.ascontiguousarray(w_hh, dtype=np.float32))
             self.b_in.append(b_in.astype(np.float32))
-        embedding = weight("embedding.weight")  # (V, E)
+        embedding = weight(EMBEDDING)  # (V, E)
         self.input_table = embedding @ self.w_ih[0].T + self.b_in[0]  # (V, G*H)
         self.adaptive = config.output == "adaptive"
-        prefix = "head.head." if self.adaptive else "head."
-        self.head_w = np.ascontiguousarray(weight(prefix + "weight"))  # (V or H0 + clusters, H)
-        self.head_b = weight(prefix + "bias").copy()
+        head_w, head_b = head_weights(config)
+        self.head_w = np.ascontiguousarray(weight(head_w))  # (V or H0 + clusters, H)
+        self.head_b = weight(head_b).copy()
         if self.adaptive:
             self.shortlist = config.cutoffs[0]  # H0: symbols in the head
             self.cutoffs = config.cutoffs  # the rank where each cluster starts
             self.tails = [  # per cluster: projection (P_k, H), output (size_k, P_k)
-                (
-                    np.ascontiguousarray(weight(f"head.tail.{k}.0.weight")),
-                    np.ascontiguousarray(weight(f"head.tail.{k}.1.weight")),
-                )
-                for k in range(len(config.clusters()))
+                tuple(np.ascontiguousarray(weight(name)) for name in cluster_weights(k))
+                for k in range(len(clusters(config)))
             ]
             # id -> rank: the position of each id's log-probability in rank order
-            self.ranks = np.argsort(np.asarray(weights["head.order"]))
+            self.ranks = np.argsort(np.asarray(weights[ORDER]))
         self._buffers = {}  # (layer, B) -> gate buffers, reused every step
 
     @classmethod
     def from_model(cls, model: CharRNN) -> Decoder:
         """The decoder of a torch CharRNN, with its current weights."""
-        weights = {k: _array(v) for k, v in model.state_dict().items() if k != "head.order"}
+        weights = {k: _array(v) for k, v in model.state_dict().items() if k != ORDER}
         if model.config.output == "adaptive":
-            weights["head.order"] = model.head.order.cpu().numpy()
+            weights[ORDER] = model.head.order.cpu().numpy()
         return cls(model.config, weights)
 
     def zero_state(self, batch: int = 1) -> list:

@@ -8,7 +8,7 @@ gates from; readers can use them to see what a cell does.
 Each step takes `xw`, the input's contribution W_ih x + b_ih already computed
 (a matrix product done once per character), and the previous state: h, or the
 pair (h, c) for LSTM. It returns the new state and the cell's gates by name
-(GATES). Weights are in torch's layout: W_hh is (G*H, H) with the gate blocks
+(layout.GATES). Weights are in torch's layout: W_hh is (G*H, H) with the gate blocks
 stacked in torch's order. Shapes: xw (B, G*H); h, c and every gate (B, H).
 """
 
@@ -16,13 +16,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-
-# Per cell: the gates a step returns besides its state, in torch's order.
-GATES = {
-    "rnn": (),
-    "lstm": ("i", "f", "g", "o"),
-    "gru": ("r", "z", "n"),
-}
 
 CellState = Tensor | tuple[Tensor, Tensor]  # h, or (h, c) for LSTM
 

@@ -29,6 +29,7 @@ from ..bundled import MODEL_NAMES, bundled_model_named
 from ..config import ModelConfig
 from ..errors import CharRNNError, ModelFileError
 from ..text.vocab import Vocabulary
+from .layout import ORDER, weight_shapes
 from .tensorfile import TensorEntry, read_header
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 FORMAT = "charrnn-model"
 VERSION = 2
 READABLE = (1, 2)  # the model-file versions load_model reads
-ORDER = "head.order"  # the adaptive head's rank -> id permutation, int64; not a weight
 EXTENSION = ".safetensors"
 # A weight beyond this is refused on load: only a damaged file holds one (trained
 # weights are small; the bundled model's largest is 5.2). Within it every sum the
@@ -70,31 +70,6 @@ class LoadedModel:
         model = CharRNN(self.config)
         model.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
         return model.eval()
-
-
-def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The names and shapes of a CharRNN's state_dict, from its config (no torch)."""
-    config = config.resolved()
-    gates = {"rnn": 1, "lstm": 4, "gru": 3}[config.cell] * config.hidden
-    shapes = {"embedding.weight": (config.vocab_size, config.embedding)}
-    for k in range(config.layers):
-        inputs = config.embedding if k == 0 else config.hidden
-        shapes[f"rnn.weight_ih_l{k}"] = (gates, inputs)
-        shapes[f"rnn.weight_hh_l{k}"] = (gates, config.hidden)
-        shapes[f"rnn.bias_ih_l{k}"] = (gates,)
-        shapes[f"rnn.bias_hh_l{k}"] = (gates,)
-    if config.output == "softmax":
-        shapes["head.weight"] = (config.vocab_size, config.hidden)
-        shapes["head.bias"] = (config.vocab_size,)
-        return shapes
-    clusters = config.clusters()
-    shapes["head.head.weight"] = (config.cutoffs[0] + len(clusters), config.hidden)
-    shapes["head.head.bias"] = (config.cutoffs[0] + len(clusters),)
-    for k, (size, width) in enumerate(clusters):
-        shapes[f"head.tail.{k}.0.weight"] = (width, config.hidden)
-        shapes[f"head.tail.{k}.1.weight"] = (size, width)
-    shapes[ORDER] = (config.vocab_size,)
-    return shapes
 
 
 def save_model(path: str | Path, model: CharRNN, vocab: Vocabulary, info: dict | None = None):
@@ -198,7 +173,8 @@ def check_tensors(
     entries: dict[str, TensorEntry], expected: dict[str, tuple[int, ...]], path: Path, prefix=""
 ) -> None:
     """Refuse, in one line naming the first disagreement, tensors whose names, shapes or
-    dtypes (F32; I64 for the adaptive head's order) differ from `expected` (weight_shapes),
+    dtypes (F32; I64 for the adaptive head's order) differ from `expected`
+    (layout.weight_shapes),
     each name under `prefix`. Only the header is looked at."""
     found = {k[len(prefix) :]: v for k, v in entries.items() if k.startswith(prefix)}
     what = "weights do not match the model config"

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..config import ModelConfig
+from .layout import clusters, resolve_output, weight_shapes
 
 # The recurrent state in torch's own layout: h (L, B, H) for rnn/gru,
 # the pair (h, c) for lstm.
@@ -54,7 +55,7 @@ class AdaptiveHead(nn.Module):
     Symbols are ranked by frequency (`order`: rank -> id, a buffer saved with the
     weights). Ranks below cutoffs[0] are in the head; the head also has one logit
     per tail cluster k, holding ranks cutoffs[k]..cutoffs[k+1] (or V) behind a
-    projection to a narrower width (ModelConfig.clusters):
+    projection to a narrower width (layout.clusters):
         log p(s) = log softmax(head(h))[s]                       s in the head
         log p(s) = log softmax(head(h))[H0 + k]                  s in cluster k
                    + log softmax(tail[k](h))[rank(s) - cutoffs[k]]
@@ -66,13 +67,13 @@ class AdaptiveHead(nn.Module):
         super().__init__()
         self.cutoffs = list(config.cutoffs)
         self.shortlist = config.cutoffs[0]
-        clusters = config.clusters()
-        self.head = nn.Linear(config.hidden, self.shortlist + len(clusters))
+        tails = clusters(config)
+        self.head = nn.Linear(config.hidden, self.shortlist + len(tails))
         self.tail = nn.ModuleList(
             nn.Sequential(
                 nn.Linear(config.hidden, width, bias=False), nn.Linear(width, size, bias=False)
             )
-            for size, width in clusters
+            for size, width in tails
         )
         self.register_buffer("order", torch.arange(config.vocab_size))  # rank -> id
 
@@ -123,10 +124,11 @@ class AdaptiveHead(nn.Module):
 
 class CharRNN(nn.Module):
     def __init__(self, config: ModelConfig, order=None):
-        """`config` is resolved here (ModelConfig.resolved: "auto" by alphabet size);
-        `order` ranks the symbols of an adaptive head (default: by id)."""
+        """`config` is resolved here (layout.resolve_output: "auto" by alphabet size);
+        `order` ranks the symbols of an adaptive head (default: by id). The weights
+        are layout.weight_shapes(config), checked here."""
         super().__init__()
-        self.config = config = config.resolved()
+        self.config = config = resolve_output(config)
         rnn_class = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[config.cell]
         self.embedding = nn.Embedding(config.vocab_size, config.embedding)
         self.rnn = rnn_class(
@@ -142,6 +144,9 @@ class CharRNN(nn.Module):
             if config.output != "adaptive":
                 raise ValueError("only an adaptive head ranks its symbols")
             self.head.set_order(order)
+        built = {name: tuple(value.shape) for name, value in self.state_dict().items()}
+        if built != weight_shapes(config):
+            raise AssertionError(f"CharRNN's weights are not layout.weight_shapes': {built}")
 
     def features(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """ids (B, T) int64 -> what the output layer reads, (B, T, H), and the state

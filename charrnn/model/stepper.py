@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .cells import CellState, cell_step
+from .layout import EMBEDDING, layer_weights
 from .network import CharRNN
 
 
@@ -21,19 +22,15 @@ class Stepper:
     or of the pair (h, c) for LSTM."""
 
     def __init__(self, model: CharRNN):
-        config, rnn = model.config, model.rnn
+        config = model.config
         self.cell, self.layers, self.hidden = config.cell, config.layers, config.hidden
         with torch.no_grad():
+            weight = lambda name: model.get_parameter(name).detach().clone()  # noqa: E731
+            layers = [tuple(map(weight, layer_weights(k))) for k in range(config.layers)]
+            self.w_ih, self.w_hh, self.b_ih, self.b_hh = map(list, zip(*layers))
             # Layer 0's input is an embedding row, so W_ih x + b_ih is a per-character
             # table: (V, G*H). One row lookup replaces a matrix product per step.
-            self.input_table = torch.addmm(
-                rnn.bias_ih_l0, model.embedding.weight, rnn.weight_ih_l0.t()
-            )
-            weights = lambda name: [  # noqa: E731
-                getattr(rnn, f"{name}_l{k}").detach().clone() for k in range(config.layers)
-            ]
-            self.w_ih, self.b_ih = weights("weight_ih"), weights("bias_ih")
-            self.w_hh, self.b_hh = weights("weight_hh"), weights("bias_hh")
+            self.input_table = torch.addmm(self.b_ih[0], weight(EMBEDDING), self.w_ih[0].t())
             self.head = copy.deepcopy(model.head).eval()  # the output layer, as it is now
 
     def zero_state(self, batch: int = 1) -> list[CellState]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_bytes, atomic_writer
-from ..bundled import corpus_record
+from ..bundled import bundled_corpus, corpus_record
 from ..config import DataConfig
 from ..errors import CorpusError
 from .textfile import CHUNK_BYTES, ENCODING_ADVICE, iter_text_chunks
@@ -36,6 +36,11 @@ class PreparedCorpus:
     train: np.ndarray  # (N_train,) ids, memory-mapped
     val: np.ndarray  # (N_val,) ids, memory-mapped
     meta: dict
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is worth telling about this corpus, usable as it is (corpus_warnings)."""
+        return corpus_warnings(self)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -244,6 +249,13 @@ def preprocess(
     # ids first, meta last: a directory whose meta.json exists is complete.
     atomic_write_bytes(out_dir / "meta.json", json.dumps(meta, ensure_ascii=False).encode())
     return load_prepared(out_dir)
+
+
+def bytes_to_read(corpus: str | Path | None, val_file: str | Path | None = None) -> int:
+    """The bytes `preprocess` reads from `corpus` (None: the bundled one) and `val_file`:
+    each source twice (its characters, then its ids)."""
+    sources = [corpus or bundled_corpus(), val_file]
+    return 2 * sum(Path(p).stat().st_size for p in sources if p and Path(p).is_file())
 
 
 def corpus_warnings(prepared: PreparedCorpus) -> list[str]:

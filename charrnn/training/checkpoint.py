@@ -25,7 +25,8 @@ from safetensors.torch import save as st_save
 from ..atomic import atomic_write_bytes
 from ..config import ModelConfig, TrainConfig
 from ..errors import CharRNNError, ModelFileError
-from ..model.modelfile import ORDER, check_finite, check_tensors, config_from_fields, weight_shapes
+from ..model.layout import ORDER, weight_shapes
+from ..model.modelfile import check_finite, check_tensors, config_from_fields
 from ..model.network import select_state, state_parts
 from ..model.tensorfile import read_header
 from ..text.corpus import PreparedCorpus, load_prepared

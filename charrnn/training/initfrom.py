@@ -14,7 +14,8 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import CharRNNError
-from ..model.modelfile import ORDER, LoadedModel, load_model, resolve_model_path
+from ..model.layout import EMBEDDING, ORDER, cluster_weights, head_weights
+from ..model.modelfile import LoadedModel, load_model, resolve_model_path
 from ..text.vocab import Vocabulary
 
 # The ModelConfig fields a model fixes; the rest (dropout) a fine-tuning run may set.
@@ -105,15 +106,15 @@ def carried_weights(source: InitModel, vocab: Vocabulary) -> dict[str, torch.Ten
         return out
 
     state = dict(weights)
-    state["embedding.weight"] = by_id(weights["embedding.weight"])
+    state[EMBEDDING] = by_id(weights[EMBEDDING])
     if source.loaded.config.output == "softmax":
-        state["head.weight"] = by_id(weights["head.weight"])
-        state["head.bias"] = by_id(weights["head.bias"])
+        for name in head_weights(source.loaded.config):
+            state[name] = by_id(weights[name])
     else:
         # The head's rows are frequency ranks and clusters, not ids: unchanged. The new
         # characters take the last ranks, at the end of the last tail cluster, whose
         # output rows (within-cluster logits, no bias) grow by the mean row.
-        last = f"head.tail.{len(source.loaded.config.cutoffs) - 1}.1.weight"
+        _, last = cluster_weights(len(source.loaded.config.cutoffs) - 1)
         rows = weights[last]
         state[last] = np.concatenate(
             [rows, np.repeat(rows.mean(axis=0, keepdims=True), len(fresh), 0)]

@@ -35,9 +35,11 @@ from ..atomic import (
     read_json_lines,
     remove_temporaries,
 )
+from ..config import TrainConfig
 from ..errors import CharRNNError, ModelFileError
 from ..model.modelfile import EXTENSION, save_model
 from . import checkpoint
+from .schedule import LoopState, stop_reason
 
 METRICS_LOG = "metrics.jsonl"  # one line per validation
 STEP_LOG = "steps.jsonl"  # one line per step: step, loss, lr
@@ -197,9 +199,16 @@ class RunDir:
             return
         state = self.latest_state()
         where = f" (a training state at step {state.meta['loop']['step']})" if state else ""
+        if state is not None and _finished(state):
+            further = (
+                f"it is finished: `--resume {self.path} --max-time SECONDS` trains it "
+                "further"
+            )
+        else:
+            further = f"pass --resume {self.path} to continue it"
         raise CharRNNError(
-            f"{self.path} already holds a training run{where}; pass --resume {self.path} to "
-            "continue it, --force to start over (deleting it), or --out DIR to train elsewhere"
+            f"{self.path} already holds a training run{where}; {further}, --force to start "
+            "over (deleting it), or --out DIR to train elsewhere"
         )
 
     def claim(self, force: bool = False) -> None:
@@ -337,6 +346,12 @@ class RunDir:
         self._steps.close()  # its buffered lines are part of the log to cut
         for path in [self.step_log] + ([self.metrics_log] if metrics else []):
             cut_json_lines(path, lambda r: not _has_step(r) or r["step"] <= step)
+
+
+def _finished(state: checkpoint.TrainingState) -> bool:
+    """Whether the run of `state` has spent its budget or its patience."""
+    meta = state.meta
+    return stop_reason(TrainConfig(**meta["train_config"]), LoopState(**meta["loop"])) is not None
 
 
 def _make_folders(path: Path) -> Path | None:

@@ -9,8 +9,10 @@ the training loop needs; with one process they are plain no-ops.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -18,7 +20,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import RuntimeConfig
-from ..errors import CharRNNError
+from ..errors import CharRNNError, PeerStopped
 from .precision import (
     PRECISION_NAMES,
     Bf16Support,
@@ -216,6 +218,32 @@ def start_runtime(config: RuntimeConfig | None = None) -> Runtime:
     group = ProcessGroup(rank, world_size, local_rank, collective_device)
     choice = agreed(choice, group)
     return Runtime(device, choice.precision, group, choice)
+
+
+@contextlib.contextmanager
+def running(config: RuntimeConfig | None = None) -> Iterator[Runtime]:
+    """The runtime (start_runtime) for a block that trains, left at its end.
+
+    Under torchrun, after a block that succeeded every process waits for the others
+    before leaving the group: a process that left early closed gloo's connections under
+    a slower one (SIGABRT). After an error the others may never arrive, so nobody
+    waits. A collective that fails because another process of the run failed or was
+    killed becomes PeerStopped (that process says why in its own error).
+    """
+    runtime = start_runtime(config)
+    try:
+        yield runtime
+        runtime.group.barrier()
+    except RuntimeError as error:
+        gone = lost_peer(error) if runtime.group.distributed else None
+        if gone is None:
+            raise
+        raise PeerStopped(f"stopped, as another process of the run did ({gone})") from None
+    finally:
+        # DistributedDataParallel's reducer holds the group: free what the block left
+        # (reference cycles included) while the group still stands.
+        gc.collect()
+        runtime.close()
 
 
 def agreed(choice: PrecisionChoice, group: ProcessGroup) -> PrecisionChoice:

@@ -149,6 +149,13 @@ def stop_reason(config: TrainConfig, loop: LoopState) -> str | None:
     return None
 
 
+def stop_description(reason: str, patience: int) -> str:
+    """Why training stopped (one of STOP_REASONS), in words."""
+    if reason == "patience":
+        return f"patience ({patience} validations without improvement)"
+    return {"steps": "the step budget", "time": "the time budget"}[reason]
+
+
 class Clock:
     """Seconds of a run, counted on from the `elapsed` of earlier sessions (a fresh
     start, a resume, a rollback)."""

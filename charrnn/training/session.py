@@ -20,23 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..bundled import bundled_corpus
-from ..config import (
-    EXTENSION_PEAK_RATIO,
-    FINETUNE_DROPOUT,
-    DataConfig,
-    ModelConfig,
-    RuntimeConfig,
-    TrainConfig,
-    default_dropout,
-    default_lr_drops,
-    default_patience,
-    frequency_order,
-    is_small_text,
-    memorising_parameter_count,
-    size_advice,
-    train_config,
-)
+from ..config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig
 from ..errors import CharRNNError
+from ..model.layout import frequency_order, memorising_parameter_count, resolve_output
 from ..text.corpus import PreparedCorpus, corpus_warnings, prepare
 from . import checkpoint
 from .initfrom import (
@@ -46,9 +32,20 @@ from .initfrom import (
     fine_tuned_config,
     load_init_model,
 )
+from .policy import (
+    EXTENSION_PEAK_RATIO,
+    FINETUNE_DROPOUT,
+    default_dropout,
+    default_lr_drops,
+    default_patience,
+    fine_tune_dropout,
+    is_small_text,
+    size_advice,
+    train_config,
+)
 from .rundir import RunDir
 from .runtime import Runtime, start_runtime
-from .schedule import PLATEAU_FACTOR
+from .schedule import PLATEAU_FACTOR, stop_description
 from .smalltext import start_from_model_advice
 from .trainer import Reporter, Trainer, TrainResult
 
@@ -75,13 +72,13 @@ def model_config_for(
     settings: dict | None, prepared: PreparedCorpus
 ) -> tuple[ModelConfig, str | None]:
     """The ModelConfig for `prepared` from `settings` (ModelConfig fields but vocab_size),
-    its output layer decided from the training text (ModelConfig.resolved), and a note
-    when the dropout was decided here (default_dropout) rather than given."""
+    its output layer decided from the training text (layout.resolve_output), and a note
+    when the dropout was decided here (policy.default_dropout) rather than given."""
     settings = dict(settings or {})
     _check_model_settings(settings)
     given = settings.pop("dropout", None)
     config = ModelConfig(vocab_size=len(prepared.vocab), **settings)
-    config = config.resolved(symbol_counts(prepared))
+    config = resolve_output(config, symbol_counts(prepared))
     if given is not None:
         return replace(config, dropout=given), None
     train_chars = len(prepared.train)
@@ -110,9 +107,7 @@ def fine_tuned_model_config(
     FINETUNE_DROPOUT; and a note on what the run starts from."""
     settings = dict(settings or {})
     dropout = settings.get("dropout")
-    config = fine_tuned_config(
-        source, prepared.vocab, FINETUNE_DROPOUT if dropout is None else dropout
-    )
+    config = fine_tuned_config(source, prepared.vocab, fine_tune_dropout(dropout))
     added = [c for c in prepared.vocab.chars if c not in source.loaded.vocab]
     shown = ", ".join(repr(c) for c in added[:10]) + (" ..." if len(added) > 10 else "")
     note = f"starting from {source.path} ({source.describe()})" + (
@@ -127,7 +122,7 @@ def _patience_for(
     train: TrainConfig, config: ModelConfig, train_chars: int
 ) -> tuple[TrainConfig, str | None]:
     """`train` with its patience and learning-rate drops decided when not given
-    (config.default_patience, default_lr_drops), and a note when early stopping was
+    (policy.default_patience, default_lr_drops), and a note when early stopping was
     decided here."""
     if train.lr_drops is None:
         train = replace(train, lr_drops=default_lr_drops(config, train_chars))
@@ -177,20 +172,20 @@ def start_run(
     from that model's weights: its architecture (settings in `model` must agree with
     it), the vocabulary union (old characters keep their rows: initfrom.carried_weights),
     dropout FINETUNE_DROPOUT unless given, and `train` None means the fine-tuning
-    defaults (config.train_config). Its model files and states record the model.
+    defaults (policy.train_config). Its model files and states record the model.
 
     `data` and `train` default to their configs' defaults; `model` holds
     ModelConfig settings but vocab_size; a dropout that is missing or
-    None is config.default_dropout's (SMALL_TEXT_DROPOUT for a text short for the
+    None is policy.default_dropout's (SMALL_TEXT_DROPOUT for a text short for the
     model's recurrent layers, else 0), and a `train.patience` of None
-    config.default_patience's (SMALL_TEXT_PATIENCE for such a text). An old run
+    policy.default_patience's (SMALL_TEXT_PATIENCE for such a text). An old run
     in `out` is refused, or with `force` deleted.
     `runtime` is a started Runtime, or the RuntimeConfig to start one from (None:
     the defaults, as `charrnn train`; under torchrun, `trainer.runtime.close()` at
     the end leaves the process group). `progress(n)` hears of bytes preprocessed.
     """
     data = data or DataConfig()
-    train = train or (train_config({}, finetune=True) if init_from else TrainConfig())
+    train = train or train_config({}, finetune=bool(init_from))
     _check_model_settings(model or {})
     source = None
     if init_from is not None:
@@ -316,6 +311,16 @@ def resume_run(
         if runtime.group.is_main:
             rundir.cut_logs(step)  # they go on from the state's step
         trainer.history = [r for r in rundir.metrics() if r["step"] <= step]
+    if trainer.stop_reason is not None and runtime.group.is_main:
+        # Nothing left to do is not an error: a script that resumes until the run is
+        # done may call once more.
+        why = stop_description(trainer.stop_reason, config.patience)
+        reporter.on_note(
+            f"{rundir.path}: the run is finished at step {step:,} (stopped by {why}; best "
+            f"validation at step {trainer.loop.best_step:,}); nothing left to do. To train "
+            f"it further: charrnn train --resume {rundir.path} --max-time SECONDS (or "
+            "--max-steps N), that much more from where it stopped"
+        )
     return trainer
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..config import ModelConfig, SampleConfig, TrainConfig, is_small_text
-from ..errors import CharRNNError
+from ..config import ModelConfig, SampleConfig, TrainConfig
+from ..errors import CharRNNError, TrainingInterrupted
 from ..inference.blas_threads import ThreadTuner, candidate_counts
 from ..inference.sample import sample_text
 from ..inference.score import score_ids
@@ -32,6 +32,7 @@ from ..model.network import CharRNN, detach_state, float32_state
 from ..text.corpus import PreparedCorpus
 from . import checkpoint
 from .batches import BatchStreams
+from .policy import is_small_text
 from .rundir import RunDir
 from .runtime import Runtime
 from .schedule import (
@@ -41,6 +42,7 @@ from .schedule import (
     LoopState,
     learning_rate,
     progress,
+    stop_description,
     stop_reason,
     validation_chars,
 )
@@ -59,14 +61,6 @@ THREAD_RUN_STEPS, THREAD_MAX_RUN_STEPS = 256, 2048  # steps between rounds
 
 FAULTS_BEFORE_ROLLBACK = 3  # consecutive non-finite steps before going back to a good state
 MAX_ROLLBACKS = 4  # rollbacks (each halving the learning rate) before giving up
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on request (a signal) after saving a complete state."""
-
-    def __init__(self, step: int, run_dir: Path):
-        self.step, self.run_dir = step, run_dir
-        super().__init__(f"stopped at step {step}; state saved in {run_dir}")
 
 
 class Reporter:
@@ -96,7 +90,7 @@ class TrainResult:
     out_dir: Path
     steps: int
     chars_seen: int
-    train_seconds: float  # wall clock of the loop, periodic validations included
+    train_seconds: float  # wall clock of the loop and its closing validation
     eval_seconds: float  # of which spent validating
     chars_per_s: float  # training throughput, validation time excluded
     best_val_nats: float
@@ -105,6 +99,7 @@ class TrainResult:
     last_model: Path
     parameters: int
     stop_reason: str  # schedule.STOP_REASONS: "time", "steps" (the budget) or "patience"
+    stopped_by: str  # the reason in words (schedule.stop_description)
     best_step: int  # the step of the best validation
     history: list[dict] = field(default_factory=list)
     precision: str = "fp32"  # what this process trained in: fp32, bf16 or fp16
@@ -266,8 +261,11 @@ class Trainer:
             self.rundir.lock()  # held already, unless this Trainer ran before
         if self.stop_reason is not None and self.history:
             self.rundir.close()
+            self.network = None  # as below
             return self.result(loop.elapsed, loop.eval_seconds, self.stop_reason)
         threads_before = torch.get_num_threads()
+        if self.network is None:  # this Trainer ran before: wrap the model again
+            self.network = self.runtime.wrap(self.model)
         try:
             self.reporter.on_start(
                 {
@@ -309,17 +307,21 @@ class Trainer:
                     self._evaluate()
                 if loop.elapsed - self._last_save >= config.checkpoint_every:
                     self.save_state()
-            # The result's times are those of the loop; the closing validation is extra.
-            train_seconds, eval_seconds = loop.elapsed, loop.eval_seconds
             (evaluated,) = self.group.from_main(
                 bool(self.history) and self.history[-1]["step"] == loop.step
             )
             if not evaluated:
                 self._evaluate()
+            # The closing validation is part of what the run took (a 20 s budget whose
+            # last validation took 7 s reports 27 s, 7 of them validating).
+            train_seconds, eval_seconds = self.clock.now(), loop.eval_seconds
             self.save_state()
         finally:
             torch.set_num_threads(threads_before)
             self.rundir.close()
+            # DistributedDataParallel holds the process group; it goes before the group
+            # does (one left to the interpreter's exit aborted a process, 1 run in 53).
+            self.network = None
         result = self.result(train_seconds, eval_seconds, reason)
         self.reporter.on_end(result)
         return result
@@ -339,6 +341,7 @@ class Trainer:
             last_model=self.rundir.last_model,
             parameters=self.model.num_parameters(),
             stop_reason=reason,
+            stopped_by=stop_description(reason, self.config.patience),
             best_step=loop.best_step,
             history=self.history,
             precision=self.runtime.precision,

@@ -101,3 +101,14 @@ DECAY_NOTE = (
     "< r at k: the first k where it is below r times its value at k = 1 (- : not within K); "
     "x per step: the factor it changes by per step back (fitted to log norm over k)"
 )
+
+
+def share_text(share: float | None) -> str:
+    """A share as a percentage that never rounds a non-zero share to nothing: 12.5%,
+    0.04% (4 steps in 10,000), 0%; "-" for None."""
+    if share is None:
+        return "-"
+    percent = 100 * share
+    if percent == 0 or percent >= 1:
+        return f"{percent:.1f}%".replace(".0%", "%")
+    return f"{percent:.2g}%"

@@ -24,7 +24,7 @@ from .colorscale import (
     surprisal_rgb,
     text_rgb,
 )
-from .figures import DECAY_NOTE, decay_rows, score_pairs
+from .figures import DECAY_NOTE, decay_rows, score_pairs, share_text
 from .terminal import NEWLINE_MARK, shown_char, state_label
 
 CSS = """
@@ -379,7 +379,7 @@ def info_report(title: str, about: list[tuple[str, str]], history: list[dict]) -
             cells = [f"{r['step']:,}", _fmt(r.get("train_loss")), _fmt(r.get("val_loss"))]
             if gradients:
                 cells += [_fmt(r.get("grad_norm_mean")), _fmt(r.get("grad_norm_max"))]
-                cells.append(_percent(r.get("clipped_share")))
+                cells.append(share_text(r.get("clipped_share")))
             rows.append(cells)
         body.append(column_table(columns, rows))
     sampled = [r for r in history if r.get("sample") is not None]
@@ -398,10 +398,6 @@ def info_report(title: str, about: list[tuple[str, str]], history: list[dict]) -
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _percent(share) -> str:
-    return "-" if share is None else f"{share:.1%}"
 
 
 # --------------------------------------------------------------------------- gradient decay

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from ..bundled import corpus_description
 from ..config import ModelConfig
+from ..model.layout import clusters, parameter_count
 from ..model.modelfile import LoadedModel, load_model
 from ..training.rundir import find_run
-from .figures import nats_and_bits
+from .figures import nats_and_bits, share_text
 
 
 @dataclass
@@ -39,7 +40,7 @@ class RunInfo:
             ("dropout", f"{config.dropout:g}"),
             ("vocabulary", f"{len(self.loaded.vocab)} characters"),
             ("output", output_layer(config)),
-            ("parameters", f"{self.loaded.config.parameter_count():,}"),
+            ("parameters", f"{parameter_count(self.loaded.config):,}"),
         ]
         if "step" in info:
             rows.append(("trained for", f"{info['step']:,} steps"))
@@ -75,7 +76,7 @@ class RunInfo:
             "model": str(self.loaded.path),
             "config": self.loaded.config.to_dict(),
             "vocab_size": len(self.loaded.vocab),
-            "parameters": self.loaded.config.parameter_count(),
+            "parameters": parameter_count(self.loaded.config),
             "info": self.loaded.info,
             "best_val_nats": self.best_val_nats,
             "metrics": str(self.metrics_path) if self.metrics_path else None,
@@ -120,7 +121,10 @@ def gradient_rows(summary: dict) -> list[tuple[str, str]]:
     norms = f"mean {summary['norm_mean']:.3g}, largest {summary['norm_max']:.3g}"
     return [
         ("gradient norm", f"{norms} (before clipping)"),
-        ("clipped steps", f"{summary['clipped_share']:.1%} of {summary['steps']:,}{threshold}"),
+        (
+            "clipped steps",
+            f"{share_text(summary['clipped_share'])} of {summary['steps']:,}{threshold}",
+        ),
     ]
 
 
@@ -168,7 +172,7 @@ def output_layer(config: ModelConfig) -> str:
     head 337 + clusters of 1348, 1016 characters (projections 96, 24)"."""
     if config.output != "adaptive":
         return f"softmax over {config.vocab_size} characters"
-    sizes, widths = zip(*config.clusters())
+    sizes, widths = zip(*clusters(config))
     listed = lambda values: ", ".join(map(str, values))  # noqa: E731
     return (
         f"adaptive softmax: head {config.cutoffs[0]} + clusters of {listed(sizes)} "
