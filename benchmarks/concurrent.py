@@ -35,7 +35,7 @@ def _cpu_has_bfloat16() -> bool:
 
 def _training(run_dir: Path, steps: int) -> list[str]:
     return charrnn(
-        "train", str(VAL), "--val", str(VAL), "--out", str(run_dir), "--max-time", "0",
+        "train", str(VAL), "--val-file", str(VAL), "--out", str(run_dir), "--max-time", "0",
         "--max-steps", str(steps), "--sample-chars", "0", "--quiet", "--json", "--force",
     )  # fmt: skip
 

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"cpu": cpu_model(), "seconds": seconds}), flush=True)
     for corpus in args.corpus or CORPORA:
         folder = SHARED / "corpora" / corpus
-        data = [str(folder / "train.txt"), "--val", str(folder / "val.txt"), "--quiet", "--json"]
+        data = [str(folder / "train.txt"), "--val-file", str(folder / "val.txt")]
+        data += ["--quiet", "--json"]
         with tempfile.TemporaryDirectory() as tmp:
             first = Path(tmp) / "first"
             summary, wall = run_json(

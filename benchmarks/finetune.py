@@ -34,7 +34,7 @@ def floats(text: str) -> list[float]:
 
 def train_and_score(name: str, text: Path, val: Path, run_dir: Path, seconds: float, extra=()):
     """One `charrnn train` run and the score of its best model: a result row."""
-    command = ["train", str(text), "--val", str(val), "--out", str(run_dir), "--force"]
+    command = ["train", str(text), "--val-file", str(val), "--out", str(run_dir), "--force"]
     command += ["--quiet", "--json", "--max-time", str(seconds), *extra]
     trained, wall = run_json(charrnn(*command))
     scored, _ = run_json(

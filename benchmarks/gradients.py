@@ -12,7 +12,7 @@ k = 100, where it falls below 1e-3 of its k = 1 value, and the fitted factor per
 
 clipping: the same vanilla RNN for --steps steps at a large learning rate (validating on
 the first 50,000 characters of val.txt every tenth of the steps), once with
-clipping (--clip 1, the default) and once without (--clip 1e9, which no gradient
+clipping (--grad-clip 1, the default) and once without (--grad-clip 1e9, which no gradient
 reaches); prints per run the largest loss after the warm-up, the largest rise of the
 loss from one step to the next, the numerical faults reported (non-finite steps
 skipped, rollbacks), the gradient norms and share of steps clipped from
@@ -49,7 +49,7 @@ def decay(args, out: Path) -> None:
             charrnn(
                 "train",
                 str(TRAIN),
-                "--val",
+                "--val-file",
                 str(VAL),
                 "--out",
                 str(out / cell),
@@ -102,7 +102,7 @@ def clipping(args, out: Path) -> None:
         cmd = charrnn(
             "train",
             str(TRAIN),
-            "--val",
+            "--val-file",
             str(val),
             "--out",
             str(run),
@@ -113,7 +113,7 @@ def clipping(args, out: Path) -> None:
             str(args.hidden),
             "--lr",
             str(args.lr),
-            "--clip",
+            "--grad-clip",
             clip,
             "--max-time",
             "0",
@@ -174,7 +174,7 @@ def cost(args, out: Path) -> None:
                 charrnn(
                     "train",
                     str(TRAIN),
-                    "--val",
+                    "--val-file",
                     str(val),
                     "--out",
                     str(out / f"{name}-{repeat}"),

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                 charrnn(
                     "train",
                     str(train),
-                    "--val",
+                    "--val-file",
                     str(PSALMS / "val.txt"),
                     "--out",
                     str(Path(tmp) / f"patience-{patience}"),

@@ -70,7 +70,7 @@ def charrnn_row(
             charrnn(
                 "train",
                 str(train),
-                "--val",
+                "--val-file",
                 str(val),
                 "--out",
                 run_dir,

@@ -42,7 +42,7 @@ def train_command(nproc: int, *args: str) -> list[str]:
 
 def run(nproc: int, seconds: float, options: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        args = [str(TRAIN), "--val", str(VAL), "--out", tmp, "-q", "--json"]
+        args = [str(TRAIN), "--val-file", str(VAL), "--out", tmp, "-q", "--json"]
         env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "")}
         if nproc > 1 and not env["OMP_NUM_THREADS"]:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
                 charrnn(
                     "train",
                     str(TRAIN),
-                    "--val",
+                    "--val-file",
                     str(VAL),
                     "--out",
                     tmp,

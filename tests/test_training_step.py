@@ -1,5 +1,5 @@
 """What one training step does to the weights: the learning rate of the schedule,
-gradient clipping at --clip, and AdamW with the README's settings, each checked
+gradient clipping at --grad-clip, and AdamW with the README's settings, each checked
 against an independent reference (the schedule by hand, the gradient the step would
 have used without clipping, torch's own AdamW replayed on the same gradients)."""
 
@@ -9,6 +9,7 @@ import torch
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
 from charrnn.text.corpus import preprocess
 from charrnn.training.rundir import RunDir
+from charrnn.training.schedule import warmup_cosine
 from charrnn.training.trainer import Trainer
 
 
@@ -61,7 +62,7 @@ def test_each_step_is_taken_at_the_scheduled_learning_rate(prepared, tmp_path):
     by_hand = {1: 1e-2 / 4, 2: 1e-2 / 2 * 0.9985357, 4: 1e-2 * 0.9868757, 21: 1e-2 * 0.525}
     for step, lr in by_hand.items():
         assert recorded.lrs[step - 1] == pytest.approx(lr, rel=1e-6), step
-    expected = [trainer.config.learning_rate(s, s / 40) for s in range(40)]
+    expected = [warmup_cosine(trainer.config, s, s / 40) for s in range(40)]
     assert recorded.lrs == pytest.approx(expected, rel=1e-12)
     assert [r["lr"] for r in RunDir(tmp_path / "run").steps()] == recorded.lrs
     # the last step: cos(0.975 pi) = -cos(0.025 pi) = -0.9969173

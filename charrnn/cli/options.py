@@ -37,10 +37,30 @@ def _click_type(f: dataclasses.Field, meta: dict):
     return kind
 
 
+class AliasedOption(click.Option):
+    """An option that also answers to an earlier name, which --help no longer shows."""
+
+    def __init__(self, *args, alias: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alias = alias
+        if alias:
+            self.opts.append(alias)
+
+    def get_help_record(self, ctx):
+        if not self.alias:
+            return super().get_help_record(ctx)
+        self.opts.remove(self.alias)
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts.append(self.alias)
+
+
 def option_for(f: dataclasses.Field, default=dataclasses.MISSING, help_suffix: str = ""):
-    """The click option for one config field (its value arrives under the field's name)."""
+    """The click option --field-name for one config field (its value arrives under the
+    field's name)."""
     meta = f.metadata
-    name = meta["option"] or "--" + f.name.replace("_", "-")
+    name = "--" + f.name.replace("_", "-")
     help_text = meta["help"] + help_suffix
     default = f.default if default is dataclasses.MISSING else default
     declarations = [name] + ([meta["short"]] if meta["short"] else []) + [f.name]
@@ -53,6 +73,8 @@ def option_for(f: dataclasses.Field, default=dataclasses.MISSING, help_suffix: s
         help_text += f" [default: {meta['default_text']}]"
     return click.option(
         *declarations,
+        cls=AliasedOption,
+        alias=meta["alias"],
         type=_click_type(f, meta),
         default=default,
         show_default=default is not None and not meta["default_text"],
