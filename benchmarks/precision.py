@@ -56,19 +56,19 @@ def equal_steps(train: Path, val: Path, steps: int, cell: str) -> None:
     """float32 and bf16 autocast for the same `steps` updates, one after the other."""
     from charrnn.config import DataConfig, TrainConfig
     from charrnn.training.runtime import Runtime
-    from charrnn.training.session import train as train_run
+    from charrnn.training.session import start_run
 
     rows = []
     for precision in ("fp32", "bf16"):
         with tempfile.TemporaryDirectory() as out:
-            result = train_run(
+            result = start_run(
                 train,
                 out,
                 data=DataConfig(val_file=str(val)),
                 model={"cell": cell},
                 train=TrainConfig(max_time=0, max_steps=steps, eval_every=steps),
                 runtime=Runtime(torch.device("cpu"), precision),
-            )
+            ).run()
         rows.append({"precision": precision, "cell": cell, "steps": result.steps,
                      "val_nats": round(result.last_val_nats, 4),
                      "chars_per_s": round(result.chars_per_s)})  # fmt: skip

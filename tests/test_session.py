@@ -13,7 +13,7 @@ from charrnn.errors import CharRNNError
 from charrnn.model.modelfile import load_model
 from charrnn.training.policy import SMALL_TEXT_DROPOUT
 from charrnn.training.runtime import Runtime
-from charrnn.training.session import start_run, train
+from charrnn.training.session import start_run
 from charrnn.training.trainer import Reporter
 
 TINY = TrainConfig(max_time=0, max_steps=4, batch_size=4, seq_len=16)
@@ -66,12 +66,12 @@ def test_a_large_text_trains_to_its_budget_unless_patience_is_given(tmp_path, ti
 
 def test_one_call_trains_into_runs_named_after_the_corpus(tmp_path, tiny_corpus_file, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = train(tiny_corpus_file, model={"hidden": 16, "embedding": 4}, train=TINY)
+    result = start_run(tiny_corpus_file, model={"hidden": 16, "embedding": 4}, train=TINY).run()
     assert result.steps == 4 and result.best_model == Path("runs/tiny/best.safetensors")
     assert load_model(result.best_model).config.dropout == 0.0  # a small model: none
     with pytest.raises(CharRNNError, match="already holds a training run"):
-        train(tiny_corpus_file, model={"hidden": 16, "embedding": 4}, train=TINY)
-    again = train(tiny_corpus_file, model={"hidden": 16}, train=TINY, force=True)
+        start_run(tiny_corpus_file, model={"hidden": 16, "embedding": 4}, train=TINY)
+    again = start_run(tiny_corpus_file, model={"hidden": 16}, train=TINY, force=True).run()
     assert again.steps == 4
 
 

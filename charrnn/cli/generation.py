@@ -330,22 +330,11 @@ def score(
         analyses = [model.analyze(text, top_k=max(top or 0, 5)) for _, text in items]
         positions = [_positions(a, at_position) for a in analyses]
     if html_file:
-        about = [("model", str(model.path)), ("texts", str(len(items)))]
-        if len(items) > 1:
-            about += [(f"total: {k}", v) for k, v in score_pairs(totals)]
-        from ..views.html import surprisal_report
-
-        write_html(html_file, surprisal_report("charrnn score", list(zip(labels, analyses)), about))
-    details = (show or top) and analyses
+        _write_score_html(html_file, model, labels, analyses, totals)
+    details = analyses if (show or top) else None
     if as_json:
-        for index, ((kind, text), result) in enumerate(zip(items, results)):
-            record = {"kind": "text", "text": labels[index] if kind == "file" else text}
-            record.update(result.to_dict())
-            if details:
-                record["per_char"] = analyses[index].records(positions[index], top or 0)
-            click.echo(json.dumps(record, ensure_ascii=False))
-        if with_total:
-            click.echo(json.dumps({"kind": "total", "texts": len(results), **totals.to_dict()}))
+        shown = [label if kind == "file" else text for label, (kind, text) in zip(labels, items)]
+        _print_score_json(shown, results, totals if with_total else None, details, positions, top)
     else:
         if details:
             _print_details(analyses, labels, positions, show, top)
@@ -372,6 +361,27 @@ def _texts_to_score(texts, lines_file, doc_file) -> list[tuple[str, str]]:
     if doc_file is not None:
         items.append(("file", ""))
     return items
+
+
+def _write_score_html(path, model, labels, analyses, totals) -> None:
+    from ..views.html import surprisal_report
+
+    about = [("model", str(model.path)), ("texts", str(len(labels)))]
+    if len(labels) > 1:
+        about += [(f"total: {k}", v) for k, v in score_pairs(totals)]
+    write_html(path, surprisal_report("charrnn score", list(zip(labels, analyses)), about))
+
+
+def _print_score_json(texts, results, totals, analyses, positions, top) -> None:
+    """One JSON object per text (with a "per_char" list when `analyses` are given),
+    then one for `totals` when given."""
+    for index, (text, result) in enumerate(zip(texts, results)):
+        record = {"kind": "text", "text": text, **result.to_dict()}
+        if analyses:
+            record["per_char"] = analyses[index].records(positions[index], top or 0)
+        click.echo(json.dumps(record, ensure_ascii=False))
+    if totals is not None:
+        click.echo(json.dumps({"kind": "total", "texts": len(results), **totals.to_dict()}))
 
 
 def _print_score_table(labels, results, totals) -> None:

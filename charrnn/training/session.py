@@ -47,7 +47,7 @@ from .rundir import RunDir
 from .runtime import Runtime, start_runtime
 from .schedule import PLATEAU_FACTOR, stop_description
 from .smalltext import start_from_model_advice
-from .trainer import Reporter, Trainer, TrainResult
+from .trainer import Reporter, Trainer
 
 MODEL_SETTINGS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
 
@@ -323,39 +323,3 @@ def resume_run(
         )
     return trainer
 
-
-def train(
-    corpus: str | Path | None = None,
-    out: str | Path | None = None,
-    *,
-    data: DataConfig | None = None,
-    model: dict | None = None,
-    train: TrainConfig | None = None,
-    runtime: Runtime | RuntimeConfig | None = None,
-    force: bool = False,
-    reporter: Reporter | None = None,
-    progress: Callable[[int], None] | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    init_from: str | Path | None = None,
-) -> TrainResult:
-    """Start a run (see start_run) and train it to the end of its budget. The best model
-    is `result.best_model` (RUN/best.safetensors)."""
-    started = not isinstance(runtime, Runtime)
-    runtime = _runtime(runtime)
-    try:
-        trainer = start_run(
-            corpus,
-            out,
-            data=data,
-            model=model,
-            train=train,
-            runtime=runtime,
-            force=force,
-            reporter=reporter,
-            progress=progress,
-            init_from=init_from,
-        )
-        return trainer.run(should_stop)
-    finally:
-        if started:
-            runtime.close()

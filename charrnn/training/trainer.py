@@ -542,6 +542,6 @@ def train(
 ) -> TrainResult:
     """Train a fresh CharRNN on a prepared corpus with a complete ModelConfig (and an
     adaptive head's `order`); best and last models and states go to `out_dir`. No
-    claim on the directory, no defaults decided: for that, session.train."""
+    claim on the directory, no defaults decided: for that, session.start_run."""
     trainer = Trainer(corpus, model_config, config, out_dir, reporter, runtime, order)
     return trainer.run(should_stop)
