@@ -3,6 +3,7 @@ Python can do, with the same names and defaults."""
 
 import dataclasses
 import inspect
+import re
 
 import click
 import pytest
@@ -138,3 +139,17 @@ def test_the_earlier_option_names_still_work_but_are_not_shown(tmp_path, tiny_co
     old_names = ["--val", str(tiny_corpus_file), "--clip", "0.5", "--max-steps", "2"]
     ok(CliRunner().invoke(cli, tiny_train_args(tiny_corpus_file, run, *old_names)))
     assert charrnn.load(run).info["train_config"]["grad_clip"] == 0.5
+
+
+def test_the_python_page_names_only_calls_that_exist():
+    page = (ROOT / "docs" / "python.md").read_text(encoding="utf-8")
+    table = page.split("## Every command in Python", 1)[1]
+    model = charrnn.load()
+    named = set()
+    for call in re.findall(r"`(m|charrnn\.api|charrnn)\.(\w+)", table):
+        named.add(call)
+        owner = {"m": model, "charrnn.api": api, "charrnn": charrnn}[call[0]]
+        assert hasattr(owner, call[1]), call
+    assert len(named) >= 15
+    commands = set(re.findall(r"^\| `charrnn (\w+)", table, re.M))
+    assert commands == set(cli.commands), commands
