@@ -8,7 +8,6 @@ No torch here, so `--help` is fast.
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import asdict, dataclass, field
 
@@ -301,20 +300,6 @@ class TrainConfig:
         for name in ("patience", "lr_drops", "sample_chars"):
             if (getattr(self, name) or 0) < 0:
                 raise CharRNNError(f"{name.replace('_', '-')} must be >= 0")
-
-    def progress(self, elapsed: float, step: int) -> float:
-        """Fraction of the budget used: by time or by steps, whichever is further."""
-        by_time = elapsed / self.max_time if self.max_time > 0 else 0.0
-        by_steps = step / self.max_steps if self.max_steps > 0 else 0.0
-        return min(1.0, max(by_time, by_steps))
-
-    def learning_rate(self, step: int, progress: float, peak_ratio: float = 1.0) -> float:
-        """Linear warm-up, then cosine decay over the budget (time or steps), from
-        lr * peak_ratio (1 for a run's first budget; EXTENSION_PEAK_RATIO for an
-        extension) to lr * final_lr_ratio; `step` counts from the budget's start."""
-        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return self.lr * warm * (self.final_lr_ratio + (peak_ratio - self.final_lr_ratio) * cosine)
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

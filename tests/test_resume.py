@@ -22,6 +22,7 @@ from charrnn.text.corpus import preprocess
 from charrnn.training import checkpoint
 from charrnn.training.rundir import STEP_LOG, RunDir
 from charrnn.training.runtime import Runtime
+from charrnn.training.schedule import warmup_cosine
 from charrnn.training.session import resume_run
 from charrnn.training.trainer import Trainer, TrainingInterrupted, train
 
@@ -243,7 +244,7 @@ def test_faults_roll_back_to_the_newest_state_at_half_the_learning_rate_each_tim
     for record in steps:
         done = record["step"] - 1
         scale = 1.0 if done < 2 else 0.5 if done < 4 else 0.25
-        assert record["lr"] == pytest.approx(config.learning_rate(done, done / STEPS) * scale)
+        assert record["lr"] == pytest.approx(warmup_cosine(config, done, done / STEPS) * scale)
     loop = RunDir(tmp_path / "run").latest_state().meta["loop"]
     assert (loop["rollbacks"], loop["lr_scale"]) == (2, 0.25)  # a resume keeps them
 

@@ -18,6 +18,7 @@ from charrnn.training.schedule import (
     progress,
     stop_reason,
     validation_chars,
+    warmup_cosine,
 )
 
 
@@ -99,7 +100,7 @@ def test_the_first_budget_keeps_the_learning_rate_it_always_had():
         warm = min(1.0, (step + 1) / 20)
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         expected = 6e-3 * warm * (0.05 + (1.0 - 0.05) * cosine)
-        assert config.learning_rate(step, progress) == expected
+        assert warmup_cosine(config, step, progress) == expected
         assert learning_rate(config, LoopState(step=step), progress) == expected
 
 
@@ -108,15 +109,15 @@ def test_the_default_schedule_at_its_landmarks():
     a cosine to 5% of it over the budget."""
     config = TrainConfig(max_time=0, max_steps=1000)
     assert (config.lr, config.warmup_steps, config.final_lr_ratio) == (6e-3, 20, 0.05)
-    assert config.learning_rate(0, 0.0) == pytest.approx(6e-3 / 20)  # the first step
-    assert config.learning_rate(9, 0.0) == pytest.approx(6e-3 / 2)
-    assert config.learning_rate(19, 0.0) == pytest.approx(6e-3)  # the warm-up's last step
+    assert warmup_cosine(config, 0, 0.0) == pytest.approx(6e-3 / 20)  # the first step
+    assert warmup_cosine(config, 9, 0.0) == pytest.approx(6e-3 / 2)
+    assert warmup_cosine(config, 19, 0.0) == pytest.approx(6e-3)  # the warm-up's last step
     # then the cosine, by the share of the budget used: 0.05 + 0.475 * (1 + cos(0.02 pi))
-    assert config.learning_rate(20, 0.02) == pytest.approx(6e-3 * 0.9990627, rel=1e-6)
-    assert config.learning_rate(500, 0.5) == pytest.approx(6e-3 * 0.525)  # 0.05 + 0.95 / 2
+    assert warmup_cosine(config, 20, 0.02) == pytest.approx(6e-3 * 0.9990627, rel=1e-6)
+    assert warmup_cosine(config, 500, 0.5) == pytest.approx(6e-3 * 0.525)  # 0.05 + 0.95 / 2
     # 0.05 + 0.475 * (1 - sqrt(2) / 2)
-    assert config.learning_rate(750, 0.75) == pytest.approx(6e-3 * 0.1891243, rel=1e-6)
-    assert config.learning_rate(999, 1.0) == pytest.approx(6e-3 * 0.05)  # the end: 5%
+    assert warmup_cosine(config, 750, 0.75) == pytest.approx(6e-3 * 0.1891243, rel=1e-6)
+    assert warmup_cosine(config, 999, 1.0) == pytest.approx(6e-3 * 0.05)  # the end: 5%
 
 
 def test_a_time_budget_sets_the_schedule_by_the_clock():
@@ -136,10 +137,10 @@ def test_a_time_budget_sets_the_schedule_by_the_clock():
 
 def test_the_warm_up_rises_linearly_to_the_peak():
     config = TrainConfig(max_time=0, max_steps=100, lr=1e-2, warmup_steps=4)
-    values = [config.learning_rate(step, 0.0) for step in range(6)]
+    values = [warmup_cosine(config, step, 0.0) for step in range(6)]
     assert values == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2])
     no_warmup = TrainConfig(max_time=0, max_steps=100, lr=1e-2, warmup_steps=0)
-    assert no_warmup.learning_rate(0, 0.0) == pytest.approx(1e-2)
+    assert warmup_cosine(no_warmup, 0, 0.0) == pytest.approx(1e-2)
 
 
 def test_an_extension_warms_up_again_to_its_peak_then_decays_to_the_final_rate():

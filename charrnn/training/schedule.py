@@ -18,7 +18,7 @@ from ..config import TrainConfig
 AUTO_EVAL_SHARE = 0.05  # share of the budget automatic validations should take together
 AUTO_EVALS_MAX = 50  # automatic validations per run, at most
 
-# A text that is small for the model (config.is_small_text: the trainer passes its
+# A text that is small for the model (policy.is_small_text: the trainer passes its
 # length) and that the budget will pass over many times is also validated by the
 # text: EVALS_PER_PASS times per pass. A model that can learn such a
 # text by heart passes its best validation within a few passes and gets worse after
@@ -119,17 +119,32 @@ class LoopState:
 
 
 def progress(config: TrainConfig, loop: LoopState) -> float:
-    """Fraction of the current segment's budget used (TrainConfig.progress)."""
-    return config.progress(loop.elapsed - loop.segment_elapsed, loop.step - loop.segment_step)
+    """Fraction of the current segment's budget used: by time or by steps, whichever
+    is further."""
+    elapsed, step = loop.elapsed - loop.segment_elapsed, loop.step - loop.segment_step
+    by_time = elapsed / config.max_time if config.max_time > 0 else 0.0
+    by_steps = step / config.max_steps if config.max_steps > 0 else 0.0
+    return min(1.0, max(by_time, by_steps))
+
+
+def warmup_cosine(config: TrainConfig, step: int, done: float, peak_ratio: float = 1.0) -> float:
+    """Linear warm-up, then cosine decay over the budget (time or steps), from
+    lr * peak_ratio (1 for a run's first budget; policy.EXTENSION_PEAK_RATIO for an
+    extension) to lr * final_lr_ratio; `step` counts from the budget's start, `done`
+    is the share of it used."""
+    warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    cosine = 0.5 * (1.0 + math.cos(math.pi * done))
+    final = config.final_lr_ratio
+    return config.lr * warm * (final + (peak_ratio - final) * cosine)
 
 
 def learning_rate(config: TrainConfig, loop: LoopState, done: float) -> float:
     """The learning rate of the next step, `done` of the segment's budget used: the
-    segment's warm-up and cosine, times the rollbacks' scale and PLATEAU_FACTOR per
-    plateau."""
+    segment's warm-up and cosine (warmup_cosine), times the rollbacks' scale and
+    PLATEAU_FACTOR per plateau."""
     step = loop.step - loop.segment_step
     scale = loop.lr_scale * PLATEAU_FACTOR**loop.plateaus
-    return config.learning_rate(step, done, loop.segment_peak) * scale
+    return warmup_cosine(config, step, done, loop.segment_peak) * scale
 
 
 STOP_REASONS = ("time", "steps", "patience")
