@@ -204,15 +204,9 @@ def start_run(
     with rundir.attempt(take_lock=group.is_main):
         rundir.check_unclaimed(force)
         group.barrier()  # every rank has looked at the run directory before rank 0 changes it
-        # Rank 0 encodes the corpus (when needed); the others then reuse what it wrote.
         # Starting from a model, the vocabulary holds the model's too.
         base = source.loaded.vocab if source else None
-        prepared = None
-        if group.is_main:
-            prepared = prepare(corpus, rundir.data_dir, data, progress, base)
-        group.barrier()
-        if prepared is None:
-            prepared = prepare(corpus, rundir.data_dir, data, base_vocab=base)
+        prepared = _prepared(corpus, rundir, data, progress, base, group)
         if source is None:
             config, note = model_config_for(model, prepared)
             order = output_order(config, prepared)
@@ -228,22 +222,41 @@ def start_run(
             rundir.claim(force)
     # Everything that can fail has been built; now the advice.
     if group.is_main:
-        for warning in corpus_warnings(prepared):
-            reporter.on_warning(warning)
-        for message in (note, patience_note):
-            if message:
-                reporter.on_note(message)
-        # The advice is to change --hidden: not an option when the model fixes it, and
-        # not needed while dropout or early stopping keeps the model from memorising
-        # (with them, 1x256 did worse than the default 1x384 on 6 of 7 small texts:
-        # BENCHMARKS.md, "Small texts").
-        guarded = config.dropout > 0 or train.patience
-        advice = size_advice(config, len(prepared.train)) if not (source or guarded) else None
-        if advice:
-            reporter.on_warning(advice)
-        if source is None and is_small_text(config, len(prepared.train)):
-            reporter.on_note(start_from_model_advice(prepared.vocab.chars, symbol_counts(prepared)))
+        _advise(reporter, trainer, fine_tuned=source is not None, notes=(note, patience_note))
     return trainer
+
+
+def _prepared(corpus, rundir, data, progress, base_vocab, group) -> PreparedCorpus:
+    """The run's prepared corpus: rank 0 encodes it (when needed), the others then
+    reuse what it wrote."""
+    prepared = None
+    if group.is_main:
+        prepared = prepare(corpus, rundir.data_dir, data, progress, base_vocab)
+    group.barrier()
+    if prepared is None:
+        prepared = prepare(corpus, rundir.data_dir, data, base_vocab=base_vocab)
+    return prepared
+
+
+def _advise(reporter: Reporter, trainer: Trainer, fine_tuned: bool, notes) -> None:
+    """What a new run's user is told before it trains: the corpus's warnings, the
+    `notes` of the decided settings, and advice for a small text."""
+    prepared, config = trainer.corpus, trainer.model_config
+    for warning in corpus_warnings(prepared):
+        reporter.on_warning(warning)
+    for message in notes:
+        if message:
+            reporter.on_note(message)
+    # The advice is to change --hidden: not an option when the model fixes it, and
+    # not needed while dropout or early stopping keeps the model from memorising
+    # (with them, 1x256 did worse than the default 1x384 on 6 of 7 small texts:
+    # BENCHMARKS.md, "Small texts").
+    guarded = config.dropout > 0 or trainer.config.patience
+    advice = size_advice(config, len(prepared.train)) if not (fine_tuned or guarded) else None
+    if advice:
+        reporter.on_warning(advice)
+    if not fine_tuned and is_small_text(config, len(prepared.train)):
+        reporter.on_note(start_from_model_advice(prepared.vocab.chars, symbol_counts(prepared)))
 
 
 def resume_run(
