@@ -14,6 +14,7 @@ from .settings import sample_settings
 
 if TYPE_CHECKING:
     from ..inference.analysis import Activations, TextAnalysis, UnitView
+    from ..inference.batching import Batch
     from ..inference.beam import BeamResult
     from ..inference.copycheck import CopyReport
     from ..inference.gradients import GradientDecay
@@ -82,6 +83,14 @@ class Model:
         from ..inference.sample import generate
 
         return generate(self.loaded, self.vocab, prime, sample_settings(**settings), threads)
+
+    def batch(self) -> Batch:
+        """An empty continuous batch of this model's samples (what `charrnn serve` runs):
+        `join(prime, settings, exact)` adds a request's samples, `step()` advances all
+        of them one character (inference.batching). Settings: `sample_settings(...)`."""
+        from ..inference.batching import Batch
+
+        return Batch(self.loaded)
 
     def samples(
         self, count: int, prime: str = "", *, threads: int | None = None, **settings

@@ -104,6 +104,10 @@ class Decoder:
             # id -> rank: the position of each id's log-probability in rank order
             self.ranks = np.argsort(np.asarray(weights[ORDER]))
         self._buffers = {}  # (layer, B) -> gate buffers, reused every step
+        # Every matrix product goes through here: inference.batching swaps in one that
+        # multiplies groups of rows apart, so that a request's rows are computed as
+        # `charrnn sample` computes them, whatever else shares the step.
+        self.product = _product
 
     @classmethod
     def from_model(cls, model: CharRNN) -> Decoder:
@@ -151,7 +155,7 @@ class Decoder:
                 inputs = self.input_table[ids[0]] if len(ids) == 1 else self.input_table[ids]
             else:
                 inputs = np.empty((len(ids), len(self.b_in[k])), np.float32)
-                _product(self.w_ih[k], x, inputs)
+                self.product(self.w_ih[k], x, inputs)
                 inputs += self.b_in[k]
             if self.cell == "lstm":
                 x = self._lstm(k, inputs, *layers[k])
@@ -159,7 +163,7 @@ class Decoder:
                 x = self._gru(k, inputs, layers[k])
             else:
                 x = layers[k]
-                gates = _product(self.w_hh[k], x, self._gate_buffer(k, len(ids))[0])
+                gates = self.product(self.w_hh[k], x, self._gate_buffer(k, len(ids))[0])
                 gates += inputs
                 np.tanh(gates, out=x)
         return x
@@ -174,7 +178,7 @@ class Decoder:
     def head_logits(self, x: np.ndarray) -> np.ndarray:
         """x (B, H) -> the output layer's first product, (B, V), or for an adaptive layer
         its head's (B, H0 + clusters)."""
-        logits = _product(self.head_w, x, np.empty((len(x), len(self.head_b)), np.float32))
+        logits = self.product(self.head_w, x, np.empty((len(x), len(self.head_b)), np.float32))
         logits += self.head_b
         return logits
 
@@ -185,8 +189,8 @@ class Decoder:
     def cluster_logits(self, k: int, x: np.ndarray) -> np.ndarray:
         """x (B, H) -> tail cluster k's logits (B, size_k), through its projection."""
         projection, output = self.tails[k]
-        narrow = _product(projection, x, np.empty((len(x), len(projection)), np.float32))
-        return _product(output, narrow, np.empty((len(x), len(output)), np.float32))
+        narrow = self.product(projection, x, np.empty((len(x), len(projection)), np.float32))
+        return self.product(output, narrow, np.empty((len(x), len(output)), np.float32))
 
     def ranked_log_probs(self, x: np.ndarray, head: np.ndarray) -> np.ndarray:
         """x (B, H) and the head's logits (B, H0 + clusters) -> log p (B, V) in
@@ -211,7 +215,7 @@ class Decoder:
     def _lstm(self, k: int, inputs: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
         """h and c (B, H) are updated in place; inputs (B, 4H) is the input's part."""
         gates, i, f, o, g = self._gate_buffer(k, len(h))
-        _product(self.w_hh[k], h, gates)
+        self.product(self.w_hh[k], h, gates)
         gates += inputs
         np.tanh(gates, out=gates)
         sigmoids = gates[:, : 3 * self.hidden]
@@ -227,7 +231,7 @@ class Decoder:
     def _gru(self, k: int, inputs: np.ndarray, h: np.ndarray) -> np.ndarray:
         """h (B, H) is updated in place; inputs (B, 3H) is the input's part."""
         hidden = self.hidden
-        from_h = _product(self.w_hh[k], h, self._gate_buffer(k, len(h))[0])  # (B, 3H)
+        from_h = self.product(self.w_hh[k], h, self._gate_buffer(k, len(h))[0])  # (B, 3H)
         rz = from_h[:, : 2 * hidden]
         rz += inputs[..., : 2 * hidden]
         np.tanh(rz, out=rz)

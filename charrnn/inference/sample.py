@@ -63,23 +63,12 @@ def generate(
     if threads is not None and threads < 1:
         raise CharRNNError("threads must be >= 1")
     seed = settings.seed or 0
-    unknown = vocab.unknown_chars(prime)
-    if unknown:
-        raise UnknownCharactersError(unknown, where="prime")
-    context = vocab.with_start(vocab.encode(prime))
-    if not len(context):  # no prime and no newline in the vocabulary: start anywhere
-        context = np.array([np.random.default_rng(seed).integers(len(vocab))])
     if isinstance(model, LoadedModel):
         decoder = Decoder(model.config, model.weights)
     else:
         model.eval()
         decoder = Decoder.from_model(model)
-    if len(context) <= SHORT_PRIME:
-        with threadpool_limits(limits=threads or 1, user_api="blas"):
-            logits, layers = decoder.read(context.tolist())
-    else:
-        torch_model = model.model if isinstance(model, LoadedModel) else model
-        logits, layers = _read_with_torch(torch_model, decoder, context)
+    logits, layers = read_prime(model, decoder, vocab, prime, seed, threads)
     copies = settings.num_samples
     logits, layers = np.repeat(logits, copies, axis=0), repeat_rows(layers, copies)  # (S, V)
     if decoder.adaptive:
@@ -90,6 +79,31 @@ def generate(
         choose, step = Chooser(settings.temperature, settings.top_k, settings.top_p, seed), None
     length, stop = settings.length, settings.stop
     return _decode(decoder, step, vocab, logits, layers, length, stop, choose, threads)
+
+
+def read_prime(
+    model: CharRNN | LoadedModel,
+    decoder: Decoder,
+    vocab: Vocabulary,
+    prime: str,
+    seed: int,
+    threads: int | None = None,
+) -> tuple[np.ndarray, list]:
+    """The logits (1, V) after the prime (with the start newline) and the batch-1 state:
+    read by the numpy decoder on `threads` BLAS threads (default one) up to SHORT_PRIME
+    characters, else by the fused torch model. UnknownCharactersError for characters
+    the model has never seen."""
+    unknown = vocab.unknown_chars(prime)
+    if unknown:
+        raise UnknownCharactersError(unknown, where="prime")
+    context = vocab.with_start(vocab.encode(prime))
+    if not len(context):  # no prime and no newline in the vocabulary: start anywhere
+        context = np.array([np.random.default_rng(seed).integers(len(vocab))])
+    if len(context) <= SHORT_PRIME:
+        with threadpool_limits(limits=threads or 1, user_api="blas"):
+            return decoder.read(context.tolist())
+    torch_model = model.model if isinstance(model, LoadedModel) else model
+    return _read_with_torch(torch_model, decoder, context)
 
 
 def _read_with_torch(model: CharRNN, decoder: Decoder, context: np.ndarray):
