@@ -228,6 +228,27 @@ def decade_ticks(low: float, high: float, count: int = 8) -> list[int]:
     return list(range(first, last + 1, stride))
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """Where a chart's data range (x0..x1, y0..y1) lies in its SVG: the plot's top-left
+    corner and size, in pixels."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    left: float
+    top: float
+    width: float
+    height: float
+
+    def px(self, x: float) -> float:
+        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.width
+
+    def py(self, y: float) -> float:
+        return self.top + (self.y1 - y) / (self.y1 - self.y0) * self.height
+
+
 def chart_svg(
     series: list[ChartSeries],
     x_label: str,
@@ -249,7 +270,6 @@ def chart_svg(
         ]
     points = [p for s in series for p in s.points]
     left, right, top, bottom = 72, 20, 20, 48
-    plot_w, plot_h = width - left - right, height - top - bottom
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(y_label)}">',
@@ -265,27 +285,33 @@ def chart_svg(
     if y1 - y0 < 1e-9:
         y0, y1 = y0 - 0.5, y1 + 0.5
     pad = (y1 - y0) * 0.05
-    y0, y1 = y0 - pad, y1 + pad
+    frame = _Frame(
+        x0, x1, y0 - pad, y1 + pad, left, top, width - left - right, height - top - bottom
+    )
+    parts += _chart_axes(frame, log_y, x_label, y_label, height)
+    parts += _chart_lines(frame, series, markers)
+    parts.append("</svg>")
+    return "".join(parts)
 
-    def px(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * plot_w
 
-    def py(y: float) -> float:
-        return top + (y1 - y) / (y1 - y0) * plot_h
-
-    ticks = [(d, f"1e{d}") for d in decade_ticks(y0, y1)] if log_y else []
+def _chart_axes(frame: _Frame, log_y: bool, x_label: str, y_label: str, height: int) -> list[str]:
+    """The grid lines and tick labels (decades on a log axis), the axes and their labels."""
+    left, top, plot_w, plot_h = frame.left, frame.top, frame.width, frame.height
+    ticks = [(d, f"1e{d}") for d in decade_ticks(frame.y0, frame.y1)] if log_y else []
     if not log_y or len(ticks) < 2:
         ticks = [
-            (value, f"{10**value:.2g}" if log_y else f"{value:.2f}") for value in nice_ticks(y0, y1)
+            (value, f"{10**value:.2g}" if log_y else f"{value:.2f}")
+            for value in nice_ticks(frame.y0, frame.y1)
         ]
+    parts = []
     for value, text in ticks:
-        y = py(value)
+        y = frame.py(value)
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{text}</text>'
         )
-    for value in (v for v in nice_ticks(x0, x1) if v == int(v)):
-        x = px(value)
+    for value in (v for v in nice_ticks(frame.x0, frame.x1) if v == int(v)):
+        x = frame.px(value)
         parts.append(
             f'<line x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" y2="{top + plot_h + 5}" '
             f'stroke="#333"/><text x="{x:.1f}" y="{top + plot_h + 18}" '
@@ -298,27 +324,33 @@ def chart_svg(
         f'<text transform="translate(14,{top + plot_h / 2:.1f}) rotate(-90)" '
         f'text-anchor="middle">{escape(y_label)}</text>'
     )
+    return parts
+
+
+def _chart_lines(frame: _Frame, series: list[ChartSeries], markers: bool) -> list[str]:
+    """A polyline per series with points (and a dot per point with `markers`), and
+    the legend in the top-right corner."""
+    parts = []
     longest = max(len(s.label) for s in series)
-    lx = max(left + 10, left + plot_w - 40 - 7 * longest)
+    lx = max(frame.left + 10, frame.left + frame.width - 40 - 7 * longest)
     for index, s in enumerate(x for x in series if x.points):
         dash = ' stroke-dasharray="6,4"' if s.dashed else ""
-        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in s.points)
+        coords = " ".join(f"{frame.px(x):.1f},{frame.py(y):.1f}" for x, y in s.points)
         parts.append(
             f'<polyline class="{escape(s.key)}" points="{coords}" fill="none" '
             f'stroke="{s.colour}" stroke-width="2"{dash}/>'
         )
         if markers:
             parts += [
-                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{s.colour}"/>'
+                f'<circle cx="{frame.px(x):.1f}" cy="{frame.py(y):.1f}" r="3" fill="{s.colour}"/>'
                 for x, y in s.points
             ]
-        ly = top + 16 + 18 * index
+        ly = frame.top + 16 + 18 * index
         parts.append(
             f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{s.colour}" '
             f'stroke-width="2"{dash}/><text x="{lx + 30}" y="{ly}">{escape(s.label)}</text>'
         )
-    parts.append("</svg>")
-    return "".join(parts)
+    return parts
 
 
 # --------------------------------------------------------------------------- training curves
