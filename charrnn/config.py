@@ -93,19 +93,6 @@ class DataConfig:
         negatable=True,
     )
 
-    @property
-    def normalization(self) -> str | None:
-        return "NFC" if self.normalize else None
-
-    def read_options(self) -> dict:
-        """Keyword arguments for textfile.iter_text_chunks."""
-        return {
-            "encoding": self.encoding,
-            "errors": self.errors,
-            "keep_newlines": self.keep_newlines,
-            "normalization": self.normalization,
-        }
-
 
 CELLS = ("rnn", "lstm", "gru")
 OUTPUTS = ("auto", "softmax", "adaptive")
@@ -217,15 +204,11 @@ class ModelConfig:
 SMALL_TEXT_PATIENCE = 3
 SMALL_TEXT_LR_DROPS = 1
 
-# Characters of the sample written at each validation (0 = none).
-DEFAULT_SAMPLE_CHARS = 200
-
 # `inspect --gradients`: how far back the gradient is followed (k = 1..K) unless
-# --distance says, and how much of the model's training text it reads when given no text.
-# The two set the cost: one backward step through every position per distance k, a
-# (positions x 4H) by (4H x H) product for an LSTM.
+# --distance says (its --help shows it). With the passage read (inference/gradients.py:
+# GRADIENT_PASSAGE_CHARS) it sets the cost: one backward step through every position per
+# distance k, a (positions x 4H) by (4H x H) product for an LSTM.
 GRADIENT_DISTANCE = 100
-GRADIENT_PASSAGE_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -279,7 +262,7 @@ class TrainConfig:
         default_text=f"0, or {SMALL_TEXT_LR_DROPS} for a small text (as for --patience)",
     )
     sample_chars: int = setting(
-        DEFAULT_SAMPLE_CHARS,
+        200,
         "Characters of the sample drawn at each validation, shown and kept in "
         "metrics.jsonl (0 = none).",
         minimum=0,

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from ..bundled import bundled_corpus, corpus_path, data_dir
-from ..config import GRADIENT_DISTANCE, GRADIENT_PASSAGE_CHARS
+from ..config import GRADIENT_DISTANCE
 from ..errors import CharRNNError, CorpusError
 from ..model.modelfile import LoadedModel
 from ..model.network import CharRNN, state_parts
@@ -43,6 +43,9 @@ from ..text.vocab import Vocabulary
 from .analysis import known_text
 from .copycheck import corpus_chunks
 
+# What `inspect --gradients` reads of the model's training text when given no text:
+# with config.GRADIENT_DISTANCE, what sets the cost.
+GRADIENT_PASSAGE_CHARS = 400
 DECAY_RATIO = 1e-3  # "vanished": the mean norm below this share of its value at k = 1
 
 

@@ -136,10 +136,18 @@ class _VocabularyScan:
         return set(np.flatnonzero(self.seen).tolist())
 
 
+def _normalization(config: DataConfig) -> str | None:
+    """The Unicode form --normalize asks for: "NFC", or None."""
+    return "NFC" if config.normalize else None
+
+
 def _text_chunks(path, config: DataConfig, on_bytes=None):
     return iter_text_chunks(
         path,
-        **config.read_options(),
+        encoding=config.encoding,
+        errors=config.errors,
+        keep_newlines=config.keep_newlines,
+        normalization=_normalization(config),
         chunk_bytes=CHUNK_BYTES,
         first_chunk_bytes=FIRST_CHUNK_BYTES,
         on_bytes=on_bytes,
@@ -212,7 +220,7 @@ def preprocess(
         counts.append(count)
     if base_vocab is not None:
         points |= {ord(c) for c in base_vocab.chars}
-    vocab = Vocabulary.from_code_points(points, config.normalization)
+    vocab = Vocabulary.from_code_points(points, _normalization(config))
     total = sum(counts)
 
     out_dir = Path(out_dir)
