@@ -17,8 +17,15 @@ from charrnn.cli import cli
 from charrnn.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
 
 # What charrnn/cli may import: the API, presentation, the errors and the settings'
-# declarations (and its own modules).
-CLI_MAY_IMPORT = ("charrnn.api", "charrnn.views", "charrnn.errors", "charrnn.config", "charrnn.cli")
+# declarations (and its own modules), and the server (`charrnn serve`), itself over the API.
+CLI_MAY_IMPORT = (
+    "charrnn.api",
+    "charrnn.views",
+    "charrnn.errors",
+    "charrnn.config",
+    "charrnn.cli",
+    "charrnn.serve",
+)
 
 
 def test_the_cli_imports_only_the_api_views_errors_and_settings():

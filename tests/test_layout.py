@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "charrnn"
 # Lower layers first; a module may import from its own layer, lower ones, and SHARED.
-LAYERS = ["text", "model", "inference", "training", "views", "api", "cli"]
+LAYERS = ["text", "model", "inference", "training", "views", "api", "serve", "cli"]
 SHARED = {"config", "errors", "atomic", "bundled"}
 
 
