@@ -163,7 +163,7 @@ def test_a_rewritten_log_goes_on_in_the_new_file(tmp_path):
 
 def test_reading_a_run_imports_no_trainer():
     code = (
-        "import sys, charrnn.views.runinfo; "
+        "import sys, charrnn.training.rundir, charrnn.views.runinfo; "
         "print(sorted(m for m in sys.modules if m.startswith('charrnn.training')))"
     )
     out = subprocess.run(

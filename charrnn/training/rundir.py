@@ -24,6 +24,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 from ..atomic import (
     FileLock,
@@ -37,7 +38,7 @@ from ..atomic import (
 )
 from ..config import TrainConfig
 from ..errors import CharRNNError, ModelFileError
-from ..model.modelfile import EXTENSION, save_model
+from ..model.modelfile import EXTENSION, LoadedModel, load_model, save_model
 from . import checkpoint
 from .schedule import LoopState, stop_reason
 
@@ -418,3 +419,24 @@ def find_run(path: str | Path, model_path: str | Path) -> RunDir | None:
         if run.metrics_log.is_file():
             return run
     return None
+
+
+class RunRecord(NamedTuple):
+    """A model file, read, and the validation history of the run it belongs to."""
+
+    loaded: LoadedModel
+    metrics_path: Path | None  # the run's metrics log, where one was found
+    history: list[dict]  # one record per validation: step, train_loss, val_loss, ...
+    warnings: list[str]  # damaged lines skipped in the log
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """A model file or a run directory (its best model), and its run's metrics log when
+    it belongs to a run that has one (find_run); damaged lines are skipped, named in
+    `warnings`."""
+    path = Path(path)
+    loaded = load_model(path)
+    run = find_run(path, loaded.path)
+    if run is None:
+        return RunRecord(loaded, None, [], [])
+    return RunRecord(loaded, run.metrics_log, run.metrics(), run.damaged_logs(steps=False))
