@@ -18,7 +18,7 @@ def setting(
     default,
     help: str,
     *,
-    option: str | None = None,
+    alias: str | None = None,
     short: str | None = None,
     minimum: float | None = None,
     maximum: float | None = None,
@@ -34,14 +34,15 @@ def setting(
 ):
     """A dataclass field with what the command line needs to offer it as an option.
 
-    `option` overrides the option name (default: --field-name), `kind` the value
+    The option is --field-name: one name in Python, on the command line and in the
+    docs. `alias` is an earlier option name, still accepted but not shown; `kind` the value
     type (default: the default's type), `flag` makes a bool an on-switch and
     `negatable` a --name/--no-name pair, `path` a file name; `cli=False` keeps the field off the
     command line; `default_text` is shown instead of the default in --help.
     """
     meta = {
         "help": help,
-        "option": option,
+        "alias": alias,
         "short": short,
         "minimum": minimum,
         "maximum": maximum,
@@ -73,7 +74,7 @@ class DataConfig:
     val_file: str | None = setting(
         None,
         "Validation text file (default: split off the end of the corpus).",
-        option="--val",
+        alias="--val",
         kind=str,
         path=True,
     )
@@ -224,7 +225,7 @@ class TrainConfig:
     warmup_steps: int = setting(20, "Steps of linear learning-rate warm-up.", minimum=0)
     weight_decay: float = setting(0.0, "AdamW weight decay.", minimum=0)
     grad_clip: float = setting(
-        1.0, "Global gradient-norm clipping threshold.", option="--clip", minimum=0, min_open=True
+        1.0, "Global gradient-norm clipping threshold.", alias="--clip", minimum=0, min_open=True
     )
     max_time: float = setting(
         300.0,

@@ -23,6 +23,7 @@ from charrnn.training.runtime import Runtime
 from charrnn.training.schedule import LoopState
 from charrnn.training.session import resume_run
 from charrnn.training.trainer import Trainer, TrainingInterrupted, train
+from charrnn.views.figures import share_text
 from charrnn.views.html import ChartSeries, chart_svg, decade_ticks
 from charrnn.views.terminal import text_plot
 
@@ -332,7 +333,7 @@ def test_info_shows_the_gradient_norm_and_the_share_clipped(runner, tiny_run, tm
     assert sum(r["grad_steps"] for r in records) == 40  # every step of the tiny run
     out = ok(runner.invoke(cli, ["info", str(run)]))
     assert "gradient norm before clipping, per validation interval:" in out.stdout
-    assert f"{clipped / 40:.1%} of 40 (above 1)" in out.stdout and "o mean" in out.stdout
+    assert f"{share_text(clipped / 40)} of 40 (above 1)" in out.stdout and "o mean" in out.stdout
     data = json.loads(ok(runner.invoke(cli, ["info", str(run), "--json"])).stdout)
     assert data["gradients"]["steps"] == 40 and data["gradients"]["clip"] == 1.0
     assert data["gradients"]["norm_max"] == max(r["grad_norm_max"] for r in records)

@@ -277,9 +277,10 @@ def describe(path: str | Path | None = None) -> RunInfo:
     """What `charrnn info` shows of a model file or run directory (None: the bundled
     model): its settings, vocabulary, parameters, and the run's history."""
     from ..bundled import bundled_model
-    from ..views.runinfo import run_info
+    from ..training.rundir import read_run
+    from ..views.runinfo import RunInfo
 
-    return run_info(path or bundled_model())
+    return RunInfo(*read_run(path or bundled_model()))
 
 
 def load(path: str | Path | None = None) -> Model:

@@ -181,11 +181,3 @@ def output_layer(config: ModelConfig) -> str:
         f"adaptive softmax: head {config.cutoffs[0]} + clusters of {listed(sizes)} "
         f"characters (projections {listed(widths)})"
     )
-
-
-def run_info(path: str | Path) -> RunInfo:
-    """Until api.describe builds RunInfo(*read_run(path)) itself: the one place views
-    reach into training (tests/test_owners.py allows it; remove both then)."""
-    from ..training.rundir import read_run
-
-    return RunInfo(*read_run(path))
