@@ -56,7 +56,14 @@ DEFAULTS = Limits()
     show_default=True,
     help="The largest max_tokens (characters) a request may ask.",
 )
-def serve(models, host, port, api_key, max_batch, max_queue, max_tokens):
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=DEFAULTS.threads,
+    show_default=True,
+    help="BLAS threads for each batched step (more help only while cores are idle).",
+)
+def serve(models, host, port, api_key, max_batch, max_queue, max_tokens, threads):
     """Serve models over HTTP until Ctrl-C or SIGTERM: OpenAI-compatible POST
     /v1/completions and GET /v1/models, POST /v1/score, GET /v1/models/NAME (what
     `charrnn info` shows), and a web page at / to write and score with a model.
@@ -72,7 +79,9 @@ def serve(models, host, port, api_key, max_batch, max_queue, max_tokens):
             f"warning: serving on {host} without authentication: anyone who can reach it can "
             "use the models (--api-key sets a key)"
         )
-    limits = Limits(max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens)
+    limits = Limits(
+        max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, threads=threads
+    )
 
     def ready(server, port):
         shown = f"[{host}]" if ":" in host else host

@@ -68,7 +68,8 @@ class Server:
         self.models = models  # name -> api.Model
         self.limits = limits or Limits()
         self.api_key = api_key
-        self.engine = Engine(models, self.limits.max_batch, self.limits.max_queue)
+        limits = self.limits
+        self.engine = Engine(models, limits.max_batch, limits.max_queue, limits.threads)
         self.created = int(time.time())
         self.score_lock = threading.Lock()  # torch scoring, one request at a time
         self.facts = {name: api.describe(model.path) for name, model in models.items()}

@@ -108,10 +108,10 @@ class Engine:
     At most `max_batch` rows (samples) are in the step at once; at most `max_queue`
     requests wait for room beyond them (`submit` raises Busy past that)."""
 
-    def __init__(self, models: dict, max_batch: int = 64, max_queue: int = 64):
+    def __init__(self, models: dict, max_batch: int = 64, max_queue: int = 64, threads: int = 1):
         self.models = models
         self.batches = {name: model.batch() for name, model in models.items()}
-        self.max_batch, self.max_queue = max_batch, max_queue
+        self.max_batch, self.max_queue, self.threads = max_batch, max_queue, threads
         self.waiting: deque[Job] = deque()
         self.active: dict[int, Job] = {}  # id(stream) -> job
         self.wake = threading.Condition()
@@ -158,6 +158,14 @@ class Engine:
 
     # ------------------------------------------------------------------ the worker
     def _run(self) -> None:
+        # BLAS threads for the steps (process-wide in OpenBLAS): one by default, since a
+        # second thread spins against the event loop and the clients on a busy machine.
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.threads, user_api="blas"):
+            self._loop()
+
+    def _loop(self) -> None:
         while True:
             with self.wake:
                 while not self.stopping and not self.waiting and not self.active:

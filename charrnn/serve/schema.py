@@ -22,6 +22,7 @@ class Limits:
     max_score_chars: int = 100_000  # characters per /v1/score request, all texts together
     max_batch: int = 64  # samples (rows) in one decoder step
     max_queue: int = 64  # requests waiting for a row (beyond: 503)
+    threads: int = 1  # BLAS threads of the sampling thread's steps
 
 
 DEFAULT_MAX_TOKENS = 256  # OpenAI's 16 tokens is a word or two; 256 characters is a few lines
@@ -121,9 +122,7 @@ def completion(data: dict, limits: Limits) -> Completion:
         raise RequestError(
             f"prompt is {len(prompt)} characters; at most {limits.max_prompt}", "prompt"
         )
-    max_tokens = _number(
-        data, "max_tokens", DEFAULT_MAX_TOKENS, 0, limits.max_tokens, integer=True
-    )
+    max_tokens = _number(data, "max_tokens", DEFAULT_MAX_TOKENS, 0, limits.max_tokens, integer=True)
     n = _number(data, "n", 1, 1, limits.max_n, integer=True)
     best_of = data.get("best_of")
     if best_of is not None and best_of != n:
