@@ -194,7 +194,7 @@ def train(
                         corpus, out, runtime=runtime, force=force, init_from=init_from,
                         reporter=reporter, progress=progress, **given,
                     )  # fmt: skip
-            main = runtime.group.is_main
+            main, distributed = runtime.group.is_main, runtime.group.distributed
             result = _run_with_signals(trainer, trainer.run_dir, main)
             del trainer  # the run (and its DistributedDataParallel) ends with the group
     except PeerStopped as stopped:
@@ -204,6 +204,15 @@ def train(
         sys.exit(1)
     if as_json and main:
         click.echo(json.dumps(result.to_dict()))
+    if distributed:
+        # Everything is written and the process group left. About 1 in 100 torchrun
+        # workers still aborted in the interpreter's teardown after a complete run
+        # ("terminate called without an active exception", no Python frame: a C++
+        # thread of the distributed backend destroyed while joinable), failing the
+        # launch; a worker that is done leaves without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _check_resume_options(corpus, out, force, given) -> None:
