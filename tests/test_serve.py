@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -274,6 +277,77 @@ def test_model_names():
         model_names(["a=x", "a=y"])
 
 
-def test_serve_warns_off_loopback_and_help_shows_the_defaults():
+def test_serve_warns_off_loopback_and_help_shows_the_defaults(monkeypatch):
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0 and "127.0.0.1" in result.output and "8000" in result.output
+    calls = []
+    monkeypatch.setattr("charrnn.serve.app.serve", lambda *args, **kw: calls.append(args))
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 0 and "without authentication" in result.stderr
+    assert calls and calls[0][1:3] == ("0.0.0.0", 8000)
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--api-key", "k"])
+    assert "without authentication" not in result.stderr
+    result = CliRunner().invoke(cli, ["serve"])
+    assert "warning" not in result.stderr
+
+
+def test_an_api_key_is_asked_for_when_set(tiny_run):
+    started, ready = {}, threading.Event()
+
+    def on_ready(uvicorn_server, port):
+        started.update(server=uvicorn_server, port=port)
+        ready.set()
+
+    thread = threading.Thread(
+        target=serve,
+        args=([str(tiny_run[0])], "127.0.0.1", 0),
+        kwargs={"ready": on_ready, "api_key": "sesame"},
+        daemon=True,
+    )
+    thread.start()
+    assert ready.wait(60)
+    port = started["port"]
+    try:
+        code, _, answer = request(port, "GET", "/v1/models")
+        assert code == 401 and "API key" in answer["error"]["message"]
+        code, _, _ = request(port, "GET", "/v1/models", headers={"Authorization": "Bearer no"})
+        assert code == 401
+        code, _, _ = request(port, "GET", "/v1/models", headers={"Authorization": "Bearer sesame"})
+        assert code == 200
+        assert request(port, "GET", "/")[0] == 200  # the page itself asks for the key
+    finally:
+        started["server"].should_exit = True
+        thread.join(10)
+
+
+def test_sigterm_ends_the_streams_and_the_server_within_seconds(tiny_run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "charrnn", "serve", "-m", str(tiny_run[0])]
+    command += ["--port", str(port), "--max-tokens", "100000000"]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "charrnn serve: http://127.0.0.1" in server.stderr.readline()
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        body = json.dumps({"prompt": "F", "max_tokens": 100_000_000, "stream": True}).encode()
+        sock.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert until_data(sock)
+        began = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+        assert time.monotonic() - began < 5
+        rest = b""
+        while part := sock.recv(65536):
+            rest += part
+        assert b"shutting down" in rest and rest.rstrip().endswith(b"0")  # the last chunk
+        sock.close()
+        log = server.stderr.read()
+        assert "POST /v1/completions 200" in log
+    finally:
+        if server.poll() is None:
+            server.kill()
