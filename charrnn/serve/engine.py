@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 from ..errors import CharRNNError
 
+# After the first characters, a stream's chunks go out at most this often: a character
+# per event would cost the server (and the client) an event per character per client.
+STREAM_INTERVAL = 0.01
+
 
 class Busy(Exception):
     """The queue is full: the caller answers 503 with Retry-After."""
@@ -64,16 +68,21 @@ class Job:
                 pass
 
     # event-loop side
-    async def chunks(self):
-        """Per wake-up, what each choice gained since the last (a list of str); ends when
-        the job is done (then check `error`)."""
+    async def chunks(self, interval: float = STREAM_INTERVAL):
+        """What each choice gained since the last chunk (a list of str), at most one chunk
+        per `interval` seconds after the first; ends when the job is done (then check
+        `error`)."""
+        first = True
         while True:
+            if not first:
+                await asyncio.sleep(interval)
             await self.ready.wait()
             self.ready.clear()
             with self._lock:
                 texts, self.texts = self.texts, [""] * len(self.texts)
                 done, self._signalled = self.done, False
             if any(texts):
+                first = False
                 yield texts
             if done:
                 return
