@@ -351,3 +351,33 @@ def test_sigterm_ends_the_streams_and_the_server_within_seconds(tiny_run):
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_an_adaptive_model_batches_exactly_too(tmp_path):
+    """The factored output layer draws per stream (ClusterDraw) from its own rows."""
+    from test_adaptive import V, adaptive
+
+    from charrnn.model.modelfile import save_model
+    from charrnn.text.vocab import Vocabulary
+
+    vocab = Vocabulary.from_text("\nabcdefghijklmnopqrstuvwxyz .,;:!?'ABCDEF"[:V])
+    assert len(vocab) == V
+    save_model(tmp_path / "adaptive.safetensors", adaptive(layers=1), vocab)
+    model = api.load(tmp_path / "adaptive.safetensors")
+    batch = model.batch()
+    asks = [
+        ("abc", SampleConfig(length=40, seed=1, temperature=0.7), True),
+        ("", SampleConfig(length=40, seed=2), False),
+        ("de", SampleConfig(length=40, seed=3, temperature=1.3, num_samples=2), True),
+        ("f", SampleConfig(length=40, seed=4, top_k=5), True),
+    ]
+    streams = [batch.join(prime, settings, exact) for prime, settings, exact in asks]
+    texts = {id(s): [""] * s.num_samples for s in streams}
+    while batch.streams:
+        for s, chars in batch.step():
+            texts[id(s)] = [t + c for t, c in zip(texts[id(s)], chars)]
+    for (prime, settings, exact), stream in zip(asks, streams):
+        if exact:
+            fields = {k: v for k, v in vars(settings).items() if k != "num_samples"}
+            expected = model.samples(settings.num_samples, prime, **fields)
+            assert [prime + t for t in texts[id(stream)]] == expected
