@@ -72,6 +72,7 @@ class Batch:
         self.decoder.product = self._product
         self.adaptive = self.decoder.adaptive
         self.streams: list[Stream] = []
+        self.rows = 0  # the samples in flight, all streams together
         self.layers: list = self.decoder.zero_state(0)
         self.logits = np.zeros((0, len(self.vocab)), np.float32)  # unused when adaptive
         self.groups: list[slice] = []  # row groups: the shared rows, then each exact stream
@@ -81,9 +82,6 @@ class Batch:
         self.rows_freed = 0  # rows of cancelled streams taken out of the batch
         self.steps = 0
 
-    @property
-    def rows(self) -> int:
-        return sum(s.num_samples for s in self.streams)
 
     # ------------------------------------------------------------------ joining
     def join(self, prime: str, settings: SampleConfig, exact: bool = True) -> Stream:
@@ -122,7 +120,7 @@ class Batch:
             parts_layers.append(layers)
             s.rows = slice(start, start + s.num_samples)
             start += s.num_samples
-        self.streams = streams
+        self.streams, self.rows = streams, start
         if not streams:
             self.layers = self.decoder.zero_state(0)
             self.logits = self.logits[:0]
