@@ -82,7 +82,6 @@ class Batch:
         self.rows_freed = 0  # rows of cancelled streams taken out of the batch
         self.steps = 0
 
-
     # ------------------------------------------------------------------ joining
     def join(self, prime: str, settings: SampleConfig, exact: bool = True) -> Stream:
         """Read `prime` (as `generate` reads it; errors surface here) and add the
