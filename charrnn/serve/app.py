@@ -265,7 +265,8 @@ def _figures(score) -> dict:
 
 
 class Guard:
-    """ASGI middleware: the API key (when set), and RequestError as a JSON error."""
+    """ASGI middleware: the API key on /v1/ (when one is set); a client gone before its
+    body was read ends the request quietly."""
 
     def __init__(self, app, server: Server):
         self.inner, self.server = app, server

@@ -18,7 +18,7 @@ class Limits:
     max_body: int = 1_000_000  # bytes of a request body (beyond: 413)
     max_tokens: int = 4096  # characters per choice
     max_n: int = 16  # choices per request
-    max_prompt: int = 1000  # prompt characters (the numpy decoder reads it, as sample does)
+    max_prompt: int = 1000  # prompt characters (read as `charrnn sample` reads a prime)
     max_score_chars: int = 100_000  # characters per /v1/score request, all texts together
     max_batch: int = 64  # samples (rows) in one decoder step
     max_queue: int = 64  # requests waiting for a row (beyond: 503)
