@@ -196,7 +196,7 @@ def train(
                     )  # fmt: skip
             main, distributed = runtime.group.is_main, runtime.group.distributed
             result = _run_with_signals(trainer, trainer.run_dir, main)
-            del trainer  # the run (and its DistributedDataParallel) ends with the group
+            del trainer  # the run (and its DistributedDataParallel) goes before the group
     except PeerStopped as stopped:
         # The process that failed says why in its own line; this one stopped with it,
         # and says so in one line rather than with the collective's traceback.
