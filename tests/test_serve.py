@@ -78,6 +78,20 @@ def until_data(sock) -> bool:
     return True
 
 
+def open_stream(port: int, **fields):
+    """A raw socket carrying a streaming POST /v1/completions with `fields`, once its
+    first server-sent event has come (a client that can vanish mid-stream)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    body = json.dumps({**fields, "stream": True}).encode()
+    sock.sendall(
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    assert until_data(sock)  # streaming has begun
+    return sock
+
+
 def client(url):
     return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=30)
 
@@ -211,15 +225,7 @@ def test_score_model_facts_and_the_page(server, tiny_run):
 def test_a_client_that_goes_away_frees_its_rows(server):
     _, port = server
     _, _, before = request(port, "GET", "/v1/stats")
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    body = json.dumps({"prompt": "F", "max_tokens": 2000, "stream": True, "n": 2}).encode()
-    sock.sendall(
-        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    assert until_data(sock)  # streaming has begun
-    sock.close()
+    open_stream(port, prompt="F", max_tokens=2000, n=2).close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         _, _, stats = request(port, "GET", "/v1/stats")
@@ -249,14 +255,7 @@ def test_a_full_queue_answers_503_with_retry_after(tiny_run):
     assert ready.wait(60)
     port = started["port"]
     try:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        body = json.dumps({"prompt": "F", "max_tokens": 1_000_000, "stream": True}).encode()
-        sock.sendall(
-            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        assert until_data(sock)  # it holds the one row
+        sock = open_stream(port, prompt="F", max_tokens=1_000_000)  # it holds the one row
         code, headers, answer = request(port, "POST", "/v1/completions", {"prompt": "a"})
         assert code == 503 and headers["retry-after"] == "1"
         assert "busy" in answer["error"]["message"]
@@ -329,14 +328,7 @@ def test_sigterm_ends_the_streams_and_the_server_within_seconds(tiny_run):
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         assert "charrnn serve: http://127.0.0.1" in server.stderr.readline()
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        body = json.dumps({"prompt": "F", "max_tokens": 100_000_000, "stream": True}).encode()
-        sock.sendall(
-            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        assert until_data(sock)
+        sock = open_stream(port, prompt="F", max_tokens=100_000_000)
         began = time.monotonic()
         server.send_signal(signal.SIGTERM)
         server.wait(10)

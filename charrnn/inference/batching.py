@@ -214,10 +214,6 @@ class Batch:
             way = self.ways[key] = min(timings, key=timings.get)
         PRODUCTS[way](weight, x, out)
 
-    def cancel_all(self) -> None:
-        for s in self.streams:
-            s.cancel()
-
 
 def _rows_apart(weight: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     for i in range(len(x)):

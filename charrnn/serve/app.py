@@ -150,9 +150,8 @@ class Server:
     async def complete(self, request: Request) -> Response:
         asked = completion(await self._body(request), self.limits)
         name, model = self._model(asked.model)
-        settings = asked.settings
-        if settings.seed is None:
-            settings = dataclasses.replace(settings, seed=secrets.randbelow(2**31))
+        # Without a seed, a fresh one, drawn where `charrnn sample` draws its own.
+        settings = api.sample_settings(**dataclasses.asdict(asked.settings))
         unknown = model.vocab.unknown_chars(asked.prompt)
         if unknown:
             shown = ", ".join(repr(c) for c in unknown[:10])

@@ -34,7 +34,6 @@ class Job:
     done: bool = False
     error: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
-    produced: int = 0  # steps so far (characters per choice, "" after a stop)
     chars: int = 0  # characters produced, all choices together
     started: float = field(default_factory=time.perf_counter)
     first_char: float | None = None  # when the first character came (perf_counter)
@@ -52,7 +51,6 @@ class Job:
         with self._lock:
             if chars:
                 self.texts = [t + c for t, c in zip(self.texts, chars)]
-                self.produced += 1
                 self.chars += sum(map(len, chars))
                 if self.first_char is None:
                     self.first_char = time.perf_counter()
