@@ -7,8 +7,7 @@ import click
 
 from ..serve.schema import Limits
 from .base import cli, echo_err
-
-DEFAULTS = Limits()
+from .options import config_from, config_options
 
 
 @cli.command()
@@ -35,35 +34,8 @@ DEFAULTS = Limits()
     envvar="CHARRNN_API_KEY",
     help="Require 'Authorization: Bearer KEY' on /v1/ [default: none; also $CHARRNN_API_KEY].",
 )
-@click.option(
-    "--max-batch",
-    type=click.IntRange(1),
-    default=DEFAULTS.max_batch,
-    show_default=True,
-    help="Samples advanced together in one decoder step.",
-)
-@click.option(
-    "--max-queue",
-    type=click.IntRange(0),
-    default=DEFAULTS.max_queue,
-    show_default=True,
-    help="Requests that may wait for room in the batch; beyond them: 503.",
-)
-@click.option(
-    "--max-tokens",
-    type=click.IntRange(1),
-    default=DEFAULTS.max_tokens,
-    show_default=True,
-    help="The largest max_tokens (characters) a request may ask.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(1),
-    default=DEFAULTS.threads,
-    show_default=True,
-    help="BLAS threads for each batched step (more help only while cores are idle).",
-)
-def serve(models, host, port, api_key, max_batch, max_queue, max_tokens, threads):
+@config_options(Limits)
+def serve(models, host, port, api_key, **options):
     """Serve models over HTTP until Ctrl-C or SIGTERM: OpenAI-compatible POST
     /v1/completions and GET /v1/models, POST /v1/score, GET /v1/models/NAME (what
     `charrnn info` shows), and a web page at / to write and score with a model.
@@ -79,9 +51,7 @@ def serve(models, host, port, api_key, max_batch, max_queue, max_tokens, threads
             f"warning: serving on {host} without authentication: anyone who can reach it can "
             "use the models (--api-key sets a key)"
         )
-    limits = Limits(
-        max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, threads=threads
-    )
+    limits = config_from(Limits, options)
 
     def ready(server, port):
         shown = f"[{host}]" if ":" in host else host

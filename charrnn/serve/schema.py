@@ -8,21 +8,34 @@ import json
 import math
 from dataclasses import dataclass
 
-from ..config import SampleConfig
+from ..config import SampleConfig, setting
 
 
 @dataclass(frozen=True)
 class Limits:
-    """The server's caps (charrnn serve's options)."""
+    """The server's caps; those with a command-line option are `charrnn serve`'s
+    (config.setting: their help, default and bounds, declared once)."""
 
-    max_body: int = 1_000_000  # bytes of a request body (beyond: 413)
-    max_tokens: int = 4096  # characters per choice
-    max_n: int = 16  # choices per request
-    max_prompt: int = 1000  # prompt characters (read as `charrnn sample` reads a prime)
-    max_score_chars: int = 100_000  # characters per /v1/score request, all texts together
-    max_batch: int = 64  # samples (rows) in one decoder step
-    max_queue: int = 64  # requests waiting for a row (beyond: 503)
-    threads: int = 1  # BLAS threads of the sampling thread's steps
+    max_body: int = setting(1_000_000, "Bytes of a request body (beyond: 413).", cli=False)
+    max_n: int = setting(16, "Choices per request.", cli=False)
+    max_prompt: int = setting(
+        1000, "Prompt characters (read as `charrnn sample` reads a prime).", cli=False
+    )
+    max_score_chars: int = setting(
+        100_000, "Characters per /v1/score request, all texts together.", cli=False
+    )
+    max_batch: int = setting(64, "Samples advanced together in one decoder step.", minimum=1)
+    max_queue: int = setting(
+        64, "Requests that may wait for room in the batch; beyond them: 503.", minimum=0
+    )
+    max_tokens: int = setting(
+        4096, "The largest max_tokens (characters) a request may ask.", minimum=1
+    )
+    threads: int = setting(
+        1,
+        "BLAS threads for each batched step (more help only while cores are idle).",
+        minimum=1,
+    )
 
 
 DEFAULT_MAX_TOKENS = 256  # OpenAI's 16 tokens is a word or two; 256 characters is a few lines
