@@ -362,3 +362,41 @@ class SampleConfig:
             raise CharRNNError("num-samples must be at least 1")
         if self.stop == "":
             raise CharRNNError("stop must not be empty")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Dynamic evaluation (inference/adapt.py): how a model keeps learning from the text
+    it reads. Each segment is predicted first, then one RMS-normalised step on it moves
+    the weights, which `decay` pulls back towards the trained ones."""
+
+    adapt_rate: float = setting(
+        0.002,
+        "Step size of the update after each segment (0: read without learning).",
+        minimum=0,
+    )
+    adapt_segment: int = setting(64, "Characters predicted between two updates.", minimum=1)
+    adapt_beta: float = setting(
+        0.99,
+        "How slowly the mean square of the gradients forgets.",
+        minimum=0,
+        maximum=1,
+        max_open=True,
+        cli=False,
+    )
+    adapt_decay: float = setting(
+        0.0,
+        "Share of its distance from the trained weights each weight goes back per update.",
+        minimum=0,
+        maximum=1,
+    )
+
+    def __post_init__(self):
+        if self.adapt_rate < 0:
+            raise CharRNNError("adapt rate must be >= 0")
+        if self.adapt_segment < 1:
+            raise CharRNNError("adapt segment must be at least 1")
+        if not 0 <= self.adapt_beta < 1:
+            raise CharRNNError("adapt beta must be in [0, 1)")
+        if not 0 <= self.adapt_decay <= 1:
+            raise CharRNNError("adapt decay must be in [0, 1]")

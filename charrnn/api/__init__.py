@@ -26,11 +26,12 @@ from .run import (
     start,
     train,
 )
-from .settings import sample_settings
+from .settings import adapt_settings, sample_settings
 
 __all__ = [
     "RESUMABLE",
     "Model",
+    "adapt_settings",
     "compare_gradients",
     "decided_defaults",
     "describe",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..config import GRADIENT_DISTANCE, SampleConfig
 from ..errors import CharRNNError, CorpusError
-from .settings import sample_settings
+from .settings import adapt_settings, sample_settings
 
 if TYPE_CHECKING:
     from ..inference.analysis import Activations, TextAnalysis, UnitView
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..inference.gradients import GradientDecay
     from ..inference.score import TextScore
     from ..model.modelfile import LoadedModel
-    from ..model.network import CharRNN
+    from ..model.network import CharRNN, State
     from ..text.vocab import Vocabulary
     from ..views.runinfo import RunInfo
 
@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 class Model:
     """A trained model with its vocabulary, ready to sample, score and analyse."""
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: LoadedModel, context: State | None = None):
         self.loaded = loaded
+        # The state after the text this model adapted to (adapt_to): samples and beams
+        # go on from it. None: they start as a text starts.
+        self.context = context
 
     @property
     def path(self) -> Path:
@@ -82,7 +85,8 @@ class Model:
         timed while sampling)."""
         from ..inference.sample import generate
 
-        return generate(self.loaded, self.vocab, prime, sample_settings(**settings), threads)
+        settings = sample_settings(**settings)
+        return generate(self.loaded, self.vocab, prime, settings, threads, self.context)
 
     def batch(self) -> Batch:
         """An empty continuous batch of this model's samples (what `charrnn serve` runs):
@@ -127,7 +131,7 @@ class Model:
         from ..inference.beam import beam_search
 
         with threadpool_limits(limits=threads, user_api="blas"):
-            return beam_search(self.loaded, self.vocab, prime, width, length, stop)
+            return beam_search(self.loaded, self.vocab, prime, width, length, stop, self.context)
 
     def training_text(self, corpus: str | Path | None = None) -> str:
         """The corpus to compare samples with: `corpus` when given (it must exist),
@@ -165,20 +169,60 @@ class Model:
 
     # ------------------------------------------------------------------ scoring
     def score(
-        self, text: str | Iterable[str], *, exact: bool = False, strict: bool = False
+        self,
+        text: str | Iterable[str],
+        *,
+        exact: bool = False,
+        strict: bool = False,
+        adapt: bool = False,
+        **adaptation,
     ) -> TextScore | list[TextScore]:
         """How well the model predicts a text (a str: one TextScore, read as one
         document; `exact`: as one stream, slower) or each of several independent texts
         (a list: one TextScore each). Characters the model has never seen are skipped
-        and counted, or with `strict` an UnknownCharactersError."""
+        and counted, or with `strict` an UnknownCharactersError.
+
+        `adapt`: with dynamic evaluation, the model learning from each text as it reads
+        it (each character scored before any update that has seen it; each text from
+        the trained weights; always one stream). `adaptation`: AdaptConfig's
+        fields (adapt_rate, adapt_segment, adapt_decay, adapt_beta).
+        """
+        from ..inference.adapt import score_adapted
         from ..inference.score import score_text, score_texts
 
+        settings = adapt_settings(adapt, **adaptation)
         texts = [text] if isinstance(text, str) else list(text)
         if strict:
             self.check_known("".join(texts))
+        if settings is not None:
+            scores = score_adapted(self.module, self.vocab, texts, settings)
+            return scores[0] if isinstance(text, str) else scores
         if isinstance(text, str):
             return score_text(self.module, self.vocab, text, exact=exact)
         return score_texts(self.module, self.vocab, texts)
+
+    def adapt_to(self, text: str, *, name: str | None = None, **adaptation) -> Model:
+        """A copy of this model that has read `text` with dynamic evaluation: its
+        weights have learned from the text, and its samples go on from where the text
+        ends (a prime follows the text). This model is unchanged. `name` says in the
+        copy's info what the text was; `.info["adapted"]` has the nats per character
+        it scored while reading. Settings as for `score(adapt=True)`."""
+        from ..inference.adapt import adapt_model
+
+        settings = adapt_settings(True, **adaptation)
+        loaded, state = adapt_model(self.loaded, text, settings, name)
+        return Model(loaded, state)
+
+    def save(self, path: str | Path) -> Path:
+        """Write this model (e.g. an adapted one) as a model file at `path`; never over
+        the file it was loaded from."""
+        from ..model.modelfile import save_model
+
+        path = Path(path)
+        if path.exists() and path.resolve() == self.path.resolve():
+            raise CharRNNError(f"{path} is the model this one comes from; save it elsewhere")
+        save_model(path, self.module, self.vocab, self.info)
+        return path
 
     def check_known(self, text: str) -> None:
         """UnknownCharactersError when `text` has characters the model has never seen."""
@@ -188,18 +232,26 @@ class Model:
         if unknown:
             raise UnknownCharactersError(unknown)
 
-    def analyze(self, text: str, top_k: int = 5) -> TextAnalysis:
-        """Per character: its probability, surprisal and the top_k likeliest alternatives."""
+    def analyze(
+        self, text: str, top_k: int = 5, *, adapt: bool = False, **adaptation
+    ) -> TextAnalysis:
+        """Per character: its probability, surprisal and the top_k likeliest alternatives
+        (`adapt`: as the model predicted it while adapting, as in `score`)."""
         from ..inference.analysis import analyze_text
 
-        return analyze_text(self.module, self.vocab, text, top_k=top_k)
+        settings = adapt_settings(adapt, **adaptation)
+        return analyze_text(self.module, self.vocab, text, top_k=top_k, adapt=settings)
 
     # ------------------------------------------------------------------ looking inside
-    def activations(self, text: str, layer: int = -1) -> Activations:
-        """Hidden state (and cell state, gates) of one layer after each character."""
+    def activations(
+        self, text: str, layer: int = -1, *, adapt: bool = False, **adaptation
+    ) -> Activations:
+        """Hidden state (and cell state, gates) of one layer after each character
+        (`adapt`: with the weights changing as in `score(adapt=True)`)."""
         from ..inference.analysis import record_activations
 
-        return record_activations(self.module, self.vocab, text, layer)
+        settings = adapt_settings(adapt, **adaptation)
+        return record_activations(self.module, self.vocab, text, layer, settings)
 
     def states(self, spec: str | Sequence[str] = "h") -> tuple[str, ...]:
         """The recorded states named by `spec`: "h", "c" (LSTM), "gates" or gate letters
@@ -217,15 +269,19 @@ class Model:
         units: Sequence[int] | None = None,
         find: str | None = None,
         count: int = 10,
+        adapt: bool = False,
+        **adaptation,
     ) -> UnitView:
         """Which units of one layer to show for `text`: the `units` named, else the best
         matches of the feature `find` ("quotes", "brackets", "line-position"; `count`
         of them listed), else those of the feature the text shows most clearly, else
-        the most active units (inference.analysis.choose_units)."""
+        the most active units (inference.analysis.choose_units). `adapt`: read with
+        dynamic evaluation, as `activations`."""
         from ..inference.analysis import choose_units
 
         chosen = self.states(states)
-        return choose_units(self.activations(text, layer), chosen, list(units or []), find, count)
+        recorded = self.activations(text, layer, adapt=adapt, **adaptation)
+        return choose_units(recorded, chosen, list(units or []), find, count)
 
     def gradient_decay(
         self, text: str | None = None, distance: int | None = None, layer: int = -1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 
-from ..config import DataConfig, ModelConfig, SampleConfig, TrainConfig
+from ..config import AdaptConfig, DataConfig, ModelConfig, SampleConfig, TrainConfig
 from ..errors import CharRNNError
 
 KIND_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "True or False"}
@@ -48,6 +48,17 @@ def sample_settings(**settings) -> SampleConfig:
     if settings.get("seed") is None:
         settings["seed"] = secrets.randbelow(2**31)
     return SampleConfig(**settings)
+
+
+def adapt_settings(adapt: bool = True, **settings) -> AdaptConfig | None:
+    """AdaptConfig from keyword settings (adapt_rate, adapt_segment, ...), checked; None
+    when not `adapt`, where a setting given is an error (it would do nothing)."""
+    checked(AdaptConfig, settings, "adaptation")
+    if not adapt:
+        if settings:
+            raise CharRNNError(f"{next(iter(settings))} goes with adapt=True")
+        return None
+    return AdaptConfig(**settings)
 
 
 TRAINING_SETTINGS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

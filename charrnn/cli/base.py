@@ -8,7 +8,9 @@ import sys
 import click
 
 from .. import api
+from ..config import AdaptConfig
 from ..errors import CharRNNError
+from .options import given_options
 
 
 def _from_rank(message: str) -> str:
@@ -135,6 +137,14 @@ def model_option(multiple: bool = False, more_help: str = ""):
 
 
 MODEL_OPTION = model_option()
+
+
+def adapt_keywords(options: dict, adapt: bool) -> dict:
+    """What `--adapt` and the --adapt-* settings given ask of the API's calls (score,
+    analyze, units): adapt=True and those settings, or nothing. The settings are
+    removed from `options`; one given without --adapt is a usage error."""
+    given = given_options(AdaptConfig, options, "--adapt", adapt)
+    return {"adapt": True, **given} if adapt else {}
 
 
 def load_model_arg(model_path) -> api.Model:

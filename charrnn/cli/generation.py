@@ -9,12 +9,13 @@ import sys
 import click
 
 from .. import api
-from ..config import SampleConfig
+from ..config import AdaptConfig, SampleConfig
 from ..views.figures import SCORE_HEADER, score_pairs, score_row
 from .base import (
     ESCAPES_HELP,
     MODEL_OPTION,
     QUIET_OPTION,
+    adapt_keywords,
     cli,
     echo_err,
     echo_note,
@@ -26,7 +27,7 @@ from .base import (
     unescape,
     write_html,
 )
-from .options import config_from, config_options
+from .options import config_from, config_options, given_options
 
 
 @cli.command()
@@ -63,6 +64,22 @@ from .options import config_from, config_options
     "verbatim in CORPUS: the longest such span and the share of its 20-character "
     "windows found [CORPUS default: the model's training text, when it records one].",
 )
+@click.option(
+    "--adapt-to",
+    "adapt_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="First read FILE with dynamic evaluation, the model learning from it as it reads "
+    "('-' = stdin), then sample from the adapted weights, going on from where FILE ends "
+    "(a --prime follows FILE's text): text in FILE's style, in seconds and without a run "
+    "directory. The model file is not changed.",
+)
+@config_options(AdaptConfig)
+@click.option(
+    "--save-adapted",
+    "adapted_out",
+    type=click.Path(dir_okay=False),
+    help="With --adapt-to: also write the adapted model to OUT (a model file, .safetensors).",
+)
 @html_option("Also write a self-contained HTML report of the samples coloured by surprisal.")
 @click.option(
     "--threads",
@@ -86,6 +103,8 @@ def sample(
     skip_unknown,
     beam,
     copy_corpus,
+    adapt_file,
+    adapted_out,
     html_file,
     threads,
     as_json,
@@ -98,9 +117,14 @@ def sample(
     text is the likeliest continuation found, not a random one; its
     log-probability (natural log, given the prime) goes to stderr.
     """
+    adaptation = given_options(AdaptConfig, options, "--adapt-to", adapt_file is not None)
+    if adapted_out is not None and adapt_file is None:
+        raise click.UsageError("--save-adapted goes with --adapt-to")
     if beam is not None:
         _refuse_with_beam(config_from(SampleConfig, options))
     model = load_model_arg(model_path)
+    if adapt_file is not None:
+        model = _adapted(model, adapt_file, adapted_out, adaptation)
     corpus = None if copy_corpus is None else model.training_text(copy_corpus)
     settings = api.sample_settings(**{k: v for k, v in options.items() if v is not None})
     if beam is None and options["seed"] is None:
@@ -142,6 +166,22 @@ def sample(
         from ..views.html import surprisal_report
 
         write_html(html_file, surprisal_report("charrnn sample", sections, about))
+
+
+def _adapted(model, adapt_file, adapted_out, adaptation):
+    """The model after reading --adapt-to's file (saved to --save-adapted's OUT)."""
+    text = sys.stdin.read() if adapt_file == "-" else api.read_text(adapt_file)
+    echo_note(f"adapting to {adapt_file} ({len(text):,} characters)...")
+    adapted = model.adapt_to(text, name=adapt_file, **adaptation)
+    reading = adapted.info["adapted"]
+    if reading["chars"]:
+        echo_note(
+            f"adapted: read {reading['chars']:,} characters at "
+            f"{reading['nats_per_char']:.4f} nats/char"
+        )
+    if adapted_out is not None:
+        echo_note(f"adapted model: {adapted.save(adapted_out)}")
+    return adapted
 
 
 def _refuse_with_beam(settings: SampleConfig) -> None:
@@ -256,6 +296,15 @@ def _preview(text: str, width: int = 40) -> str:
     "and counted).",
 )
 @click.option(
+    "--adapt",
+    is_flag=True,
+    help="Dynamic evaluation: the model learns from each text as it reads it (one update "
+    "per --adapt-segment characters, each character scored before any update that has seen "
+    "it; each text from the trained weights; the model file is not changed). Several times "
+    "slower; --show, --top and --html show the adapted predictions.",
+)
+@config_options(AdaptConfig)
+@click.option(
     "--show",
     is_flag=True,
     help="Print each text coloured by surprisal (bits) per character, with a legend.",
@@ -293,6 +342,7 @@ def score(
     doc_file,
     exact,
     strict,
+    adapt,
     show,
     top,
     at_position,
@@ -300,6 +350,7 @@ def score(
     as_json,
     with_total,
     quiet,
+    **options,
 ):
     """Score TEXTS: log-probability, nats and bits per character, perplexity.
 
@@ -313,6 +364,7 @@ def score(
         raise click.UsageError("--at goes with --top K")
     if with_total and not as_json:
         raise click.UsageError("--total goes with --json")
+    adaptation = adapt_keywords(options, adapt)
     items = _texts_to_score(texts, lines_file, doc_file)
     model = load_model_arg(model_path)
     labels = [doc_file if kind == "file" else _preview(text) for kind, text in items]
@@ -321,20 +373,22 @@ def score(
     everything = "".join(text for _, text in items)
     if strict:
         model.check_known(everything)
-    results = model.score([text for kind, text in items if kind != "file"])
+    results = model.score([text for kind, text in items if kind != "file"], **adaptation)
     if doc_file is not None:
-        results.append(model.score(items[-1][1], exact=exact))
+        results.append(model.score(items[-1][1], exact=exact, **adaptation))
     totals = api.total(results)
     analyses, positions = None, None
     if show or top or html_file:
-        analyses = [model.analyze(text, top_k=max(top or 0, 5)) for _, text in items]
+        top_k = max(top or 0, 5)
+        analyses = [model.analyze(text, top_k, **adaptation) for _, text in items]
         positions = [_positions(a, at_position) for a in analyses]
     if html_file:
-        _write_score_html(html_file, model, labels, analyses, totals)
+        _write_score_html(html_file, model, labels, analyses, totals, adaptation)
     details = analyses if (show or top) else None
     if as_json:
         shown = [label if kind == "file" else text for label, (kind, text) in zip(labels, items)]
-        _print_score_json(shown, results, totals if with_total else None, details, positions, top)
+        totals_shown = totals if with_total else None
+        _print_score_json(shown, results, totals_shown, details, positions, top, adaptation)
     else:
         if details:
             _print_details(analyses, labels, positions, show, top)
@@ -363,20 +417,34 @@ def _texts_to_score(texts, lines_file, doc_file) -> list[tuple[str, str]]:
     return items
 
 
-def _write_score_html(path, model, labels, analyses, totals) -> None:
+def _write_score_html(path, model, labels, analyses, totals, adaptation) -> None:
     from ..views.html import surprisal_report
 
     about = [("model", str(model.path)), ("texts", str(len(labels)))]
+    if adaptation:
+        about.append(("adapted", _adapt_words(adaptation)))
     if len(labels) > 1:
         about += [(f"total: {k}", v) for k, v in score_pairs(totals)]
     write_html(path, surprisal_report("charrnn score", list(zip(labels, analyses)), about))
 
 
-def _print_score_json(texts, results, totals, analyses, positions, top) -> None:
+def _adapt_words(adaptation: dict) -> str:
+    """The adaptation settings in force, for a report."""
+    settings = api.adapt_settings(**adaptation)
+    return (
+        f"dynamic evaluation, rate {settings.adapt_rate:g} per {settings.adapt_segment} "
+        f"characters, decay {settings.adapt_decay:g}"
+    )
+
+
+def _print_score_json(texts, results, totals, analyses, positions, top, adaptation) -> None:
     """One JSON object per text (with a "per_char" list when `analyses` are given),
-    then one for `totals` when given."""
+    then one for `totals` when given; with `adaptation`, each says its settings."""
+    adapted = {}
+    if adaptation:
+        adapted = {"adapt": dataclasses.asdict(api.adapt_settings(**adaptation))}
     for index, (text, result) in enumerate(zip(texts, results)):
-        record = {"kind": "text", "text": text, **result.to_dict()}
+        record = {"kind": "text", "text": text, **result.to_dict(), **adapted}
         if analyses:
             record["per_char"] = analyses[index].records(positions[index], top or 0)
         click.echo(json.dumps(record, ensure_ascii=False))

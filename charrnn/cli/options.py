@@ -114,3 +114,17 @@ def pop_config(cls, options: dict, skip: tuple[str, ...] = (), **values):
     """Like config_from, removing the fields' options from `options`."""
     taken = {name: options.pop(name) for name in field_names(cls, skip) if name in options}
     return config_from(cls, taken, **values)
+
+
+def given_options(cls, options: dict, goes_with: str, switched_on: bool) -> dict:
+    """Remove `cls`'s fields' options from `options` and return those the user gave
+    (name -> value); giving one without the switch `goes_with` is a usage error."""
+    ctx = click.get_current_context()
+    given = {}
+    for name in field_names(cls):
+        value = options.pop(name, None)
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT):
+            given[name] = value
+    if given and not switched_on:
+        raise click.UsageError(f"--{next(iter(given)).replace('_', '-')} goes with {goes_with}")
+    return given

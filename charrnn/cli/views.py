@@ -9,11 +9,12 @@ import click
 from click.core import ParameterSource
 
 from .. import api
-from ..config import GRADIENT_DISTANCE
+from ..config import GRADIENT_DISTANCE, AdaptConfig
 from ..errors import CharRNNError
 from .base import (
     MODEL_OPTION,
     QUIET_OPTION,
+    adapt_keywords,
     cli,
     echo_err,
     echo_note,
@@ -26,6 +27,7 @@ from .base import (
     unescape,
     write_html,
 )
+from .options import config_options
 
 
 def _read_one_text(text, text_file) -> str:
@@ -71,7 +73,13 @@ MODELS_OPTION = model_option(
 )
 
 # inspect's options that only --cells uses: parameter name -> option
-CELLS_ONLY = {"units": "--units", "state_spec": "--state", "find": "--find", "count": "--count"}
+CELLS_ONLY = {
+    "units": "--units",
+    "state_spec": "--state",
+    "find": "--find",
+    "count": "--count",
+    "adapt": "--adapt",
+}
 
 
 @cli.command()
@@ -125,6 +133,13 @@ CELLS_ONLY = {"units": "--units", "state_spec": "--state", "find": "--find", "co
     help="--cells: units listed by --find.",
 )
 @click.option(
+    "--adapt",
+    is_flag=True,
+    help="--cells: read the text with dynamic evaluation, the weights learning from it "
+    "as they go (as score --adapt).",
+)
+@config_options(AdaptConfig)
+@click.option(
     "--distance",
     type=click.IntRange(1),
     help=f"--gradients: follow the gradient back k = 1..K characters [default: "
@@ -146,10 +161,12 @@ def inspect(
     layer,
     find,
     count,
+    adapt,
     distance,
     html_file,
     as_json,
     quiet,
+    **options,
 ):
     """See what single units respond to (--cells, the default), or how far back the
     gradient of the loss reaches (--gradients).
@@ -169,6 +186,7 @@ def inspect(
     """
     if cells and gradients:
         raise click.UsageError("choose --cells or --gradients, not both")
+    adaptation = adapt_keywords(options, adapt)
     if gradients:
         for name, option in CELLS_ONLY.items():
             if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT:
@@ -188,19 +206,36 @@ def inspect(
         layer,
         find,
         count,
+        adaptation,
         html_file,
         as_json,
     )
 
 
 def _inspect_cells(
-    text, model_path, text_file, units, state_spec, layer, find, count, html_file, as_json
+    text,
+    model_path,
+    text_file,
+    units,
+    state_spec,
+    layer,
+    find,
+    count,
+    adaptation,
+    html_file,
+    as_json,
 ) -> None:
     content = _read_one_text(text, text_file)
     model = load_model_arg(model_path)
     states = _states(model, state_spec)
     view = model.units(
-        content, layer=layer, states=states, units=_units(units), find=find, count=count
+        content,
+        layer=layer,
+        states=states,
+        units=_units(units),
+        find=find,
+        count=count,
+        **adaptation,
     )
     activations, shown, matches = view.activations, view.shown, view.matches
     if activations.unknown_chars:
@@ -312,8 +347,7 @@ def _inspect_gradients(text, text_file, model_paths, layer, distance, html_file,
         about += [
             (
                 label,
-                f"{m.config.cell}, {m.config.layers} layer(s) x {m.config.hidden} units; "
-                f"{m.path}",
+                f"{m.config.cell}, {m.config.layers} layer(s) x {m.config.hidden} units; {m.path}",
             )
             for label, m in zip(labels, models)
         ]

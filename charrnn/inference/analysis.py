@@ -16,11 +16,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..config import AdaptConfig
 from ..errors import CharRNNError
 from ..model.layout import GATES
 from ..model.network import CharRNN
 from ..model.stepper import Stepper
 from ..text.vocab import Vocabulary
+from .adapt import Reader
 from .score import TextScore
 
 CHUNK = 4096  # characters run through the fused model at once (logits (1, CHUNK, V))
@@ -84,10 +86,17 @@ def known_text(vocab: Vocabulary, text: str) -> tuple[np.ndarray, str, int]:
     return ids, vocab.decode(ids.tolist()), unknown
 
 
-@torch.no_grad()
-def analyze_text(model: CharRNN, vocab: Vocabulary, text: str, top_k: int = 5) -> TextAnalysis:
+def analyze_text(
+    model: CharRNN,
+    vocab: Vocabulary,
+    text: str,
+    top_k: int = 5,
+    adapt: AdaptConfig | None = None,
+) -> TextAnalysis:
     """Probability, surprisal and top-k alternatives for every character of `text`,
-    read as one document (the state carried from first to last character)."""
+    read as one document (the state carried from first to last character); with
+    `adapt`, read with dynamic evaluation (inference.adapt): each character as the
+    model predicted it before learning from it."""
     if top_k < 1:
         raise CharRNNError("top-k must be at least 1")
     ids, shown, unknown = known_text(vocab, text)
@@ -97,24 +106,37 @@ def analyze_text(model: CharRNN, vocab: Vocabulary, text: str, top_k: int = 5) -
     top_probs = np.zeros((len(ids), k))
     top_ids = np.zeros((len(ids), k), dtype=np.int64)
     offset = len(ids) - len(targets)  # 1 when the first character is context only
+    targets_t = torch.from_numpy(targets)
+
+    def keep(start: int, end: int, log_p: torch.Tensor) -> None:
+        """log_p (T, V) float64: the distributions predicting targets[start:end]."""
+        chosen = log_p.gather(1, targets_t[start:end, None])[:, 0]  # (T,)
+        best = log_p.topk(k, dim=-1)  # (T, k)
+        rows = slice(offset + start, offset + end)
+        probs[rows] = chosen.exp().numpy()
+        top_probs[rows] = best.values.exp().numpy()
+        top_ids[rows] = best.indices.numpy()
+
+    if adapt is not None:
+        Reader(model, adapt).read_ids(inputs, targets, on_segment=keep, full=True)
+    else:
+        _read_static(model, inputs, keep)
+    top_chars = [[vocab.chars[i] for i in row] for row in top_ids.tolist()]
+    return TextAnalysis(shown, probs, top_chars, top_probs, unknown)
+
+
+@torch.no_grad()
+def _read_static(model: CharRNN, inputs: np.ndarray, keep) -> None:
+    """`keep(start, end, log_p)` for each chunk of inputs, as the trained model reads them."""
     model.eval()
     state = None
     inputs_t = torch.from_numpy(inputs)
-    targets_t = torch.from_numpy(targets)
-    for t in range(0, len(targets), CHUNK):
+    for t in range(0, len(inputs), CHUNK):
         logits, state = model(inputs_t[None, t : t + CHUNK], state)  # (1, T, V)
         # float64 softmax, as score.py: the figures agree with `charrnn score` exactly
         # (an adaptive head's logits are already log-probabilities; this renormalises
         # them in float64).
-        log_p = F.log_softmax(logits[0].double(), dim=-1)  # (T, V)
-        chosen = log_p.gather(1, targets_t[t : t + CHUNK, None])[:, 0]  # (T,)
-        best = log_p.topk(k, dim=-1)  # (T, k)
-        rows = slice(offset + t, offset + t + len(chosen))
-        probs[rows] = chosen.exp().numpy()
-        top_probs[rows] = best.values.exp().numpy()
-        top_ids[rows] = best.indices.numpy()
-    top_chars = [[vocab.chars[i] for i in row] for row in top_ids.tolist()]
-    return TextAnalysis(shown, probs, top_chars, top_probs, unknown)
+        keep(t, t + logits.shape[1], F.log_softmax(logits[0].double(), dim=-1))  # (T, V)
 
 
 # --------------------------------------------------------------------------- activations
@@ -165,30 +187,50 @@ def value_range(name: str) -> tuple[float, float]:
     return (0.0, 1.0) if name in ("i", "f", "o", "r", "z") else (-1.0, 1.0)
 
 
-@torch.no_grad()
 def record_activations(
-    model: CharRNN, vocab: Vocabulary, text: str, layer: int = -1
+    model: CharRNN,
+    vocab: Vocabulary,
+    text: str,
+    layer: int = -1,
+    adapt: AdaptConfig | None = None,
 ) -> Activations:
     """Step through `text` with the textbook cell equations, recording layer `layer`'s
-    h (and c for LSTM) after each character and the gates computed while reading it."""
+    h (and c for LSTM) after each character and the gates computed while reading it.
+    With `adapt`, the weights change as in dynamic evaluation: each segment is read
+    with the weights that predicted it."""
     config = model.config
     if not -config.layers <= layer < config.layers:
         raise CharRNNError(f"layer {layer} does not exist: the model has {config.layers}")
     layer %= config.layers
     ids, shown, unknown = known_text(vocab, text)
-    stepper = Stepper(model)
-    layers = stepper.zero_state()
     names = recorded_names(config.cell)
     values = {name: np.zeros((len(ids), config.hidden), dtype=np.float32) for name in names}
     sequence = vocab.with_start(ids)
     first = len(sequence) - len(ids)  # the start id is read but not recorded
-    for t, char_id in enumerate(sequence[:, None]):  # (1,) each
-        _, gates = stepper.step(torch.from_numpy(char_id), layers)
-        if t >= first:
-            state = layers[layer]  # h, or (h, c) for LSTM; each (1, H)
-            states = dict(zip(("h", "c"), state)) if config.cell == "lstm" else {"h": state}
-            for name, value in {**states, **gates[layer]}.items():
-                values[name][t - first] = value[0].numpy()
+    layers = Stepper(model).zero_state()
+
+    @torch.no_grad()
+    def step_through(stepper: Stepper, start: int, end: int, _=None) -> None:
+        for t in range(start, end):
+            _, gates = stepper.step(torch.from_numpy(sequence[t : t + 1]), layers)
+            if t >= first:
+                state = layers[layer]  # h, or (h, c) for LSTM; each (1, H)
+                states = dict(zip(("h", "c"), state)) if config.cell == "lstm" else {"h": state}
+                for name, value in {**states, **gates[layer]}.items():
+                    values[name][t - first] = value[0].numpy()
+
+    if adapt is None:
+        step_through(Stepper(model), 0, len(sequence))
+    else:
+        reader = Reader(model, adapt)
+        inputs, targets = vocab.inputs_and_targets(ids)  # inputs: sequence[:-1]
+        reader.read_ids(
+            inputs,
+            targets,
+            on_segment=lambda start, end, _: step_through(Stepper(reader.model), start, end),
+        )
+        # the last character predicts nothing: it is read with the final weights
+        step_through(Stepper(reader.model), len(inputs), len(sequence))
     return Activations(shown, config.cell, layer, values, unknown)
 
 

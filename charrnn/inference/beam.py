@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import CharRNNError, UnknownCharactersError
+from ..errors import CharRNNError
 from ..model.modelfile import LoadedModel
 from ..text.vocab import Vocabulary
 from .decoder import Decoder
+from .sample import read_prime
 
 if TYPE_CHECKING:
-    from ..model.network import CharRNN
+    from ..model.network import CharRNN, State
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def beam_search(
     width: int,
     length: int,
     stop: str | None = None,
+    start: State | None = None,
 ) -> BeamResult:
     """The most probable complete continuation of `prime` found by a width-`width`
     beam: complete means it ends right after its first `stop`, or has `length`
@@ -52,6 +54,8 @@ def beam_search(
     Ties go to the text kept first: finished texts before new ones, and among
     new ones the more probable parent, then the lower character id. Cost per
     step: one decoder step of at most `width` rows and a sort of width * V scores.
+    `start`: the state the prime follows (as for sample.generate; default: the start
+    of a text).
     """
     if width < 1:
         raise CharRNNError("beam width must be >= 1")
@@ -59,18 +63,14 @@ def beam_search(
         raise CharRNNError("length must be >= 0")
     if stop == "":
         raise CharRNNError("stop must not be empty")
-    unknown = vocab.unknown_chars(prime)
-    if unknown:
-        raise UnknownCharactersError(unknown, where="prime")
-    context = vocab.with_start(vocab.encode(prime))
-    if not len(context):
+    if start is None and not prime and vocab.start_id is None:
         raise CharRNNError("beam search needs a prime: this model has no newline to start from")
     if isinstance(model, LoadedModel):
         decoder = Decoder(model.config, model.weights)
     else:
         model.eval()
         decoder = Decoder.from_model(model)
-    logits, layers = decoder.read(context.tolist())
+    logits, layers = read_prime(model, decoder, vocab, prime, 0, start=start)
     # The unfinished texts (one state row each) and the finished ones, in rank order.
     live_texts, live_scores = [""], np.zeros(1)
     done_texts: list[str] = []

@@ -122,10 +122,12 @@ class Decoder:
         zeros = lambda: np.zeros((batch, self.hidden), np.float32)  # noqa: E731
         return [(zeros(), zeros()) if self.cell == "lstm" else zeros() for _ in range(self.layers)]
 
-    def read(self, ids: Sequence[int]) -> tuple[np.ndarray, list]:
-        """Read `ids` one by one into a fresh batch-1 state: the logits (1, V) after
-        the last one (it must exist) and the state."""
-        layers = self.zero_state()
+    def read(self, ids: Sequence[int], layers: list | None = None) -> tuple[np.ndarray, list]:
+        """Read `ids` one by one into `layers` (advanced in place; default a fresh batch-1
+        state): the logits (1, V) after the last one and the state. Without ids, the
+        logits the state gives as it is."""
+        layers = self.zero_state() if layers is None else layers
+        x = self.top(layers)
         for i in ids:
             x = self.advance(np.array([i]), layers)
         return self.output(x), layers  # only after the last: the others' would be unused

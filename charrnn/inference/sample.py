@@ -29,7 +29,7 @@ from .blas_threads import (
 from .decoder import Chooser, ClusterDraw, Decoder, repeat_rows
 
 if TYPE_CHECKING:
-    from ..model.network import CharRNN
+    from ..model.network import CharRNN, State
 
 # Primes up to this many characters (with the start newline) are read by the numpy
 # decoder on one BLAS thread: 1,000 characters of the bundled 1x384 LSTM took
@@ -45,10 +45,13 @@ def generate(
     prime: str = "",
     settings: SampleConfig | None = None,
     threads: int | None = None,
+    start: State | None = None,
 ) -> Iterator[list[str]]:
     """An iterator yielding, per step, the next character of each sample ("" once
     a sample stopped). The prime itself is not yielded. A sample stops after
     `settings.length` characters or right after it produced `settings.stop`.
+    `start`: the state to go on from (a batch-1 torch state, e.g. after a text the
+    model adapted to), instead of the start of a text.
 
     `model` is a torch CharRNN or a LoadedModel; given a LoadedModel and a prime
     of at most SHORT_PRIME characters, torch is never imported. Both give the
@@ -68,7 +71,7 @@ def generate(
     else:
         model.eval()
         decoder = Decoder.from_model(model)
-    logits, layers = read_prime(model, decoder, vocab, prime, seed, threads)
+    logits, layers = read_prime(model, decoder, vocab, prime, seed, threads, start)
     copies = settings.num_samples
     logits, layers = np.repeat(logits, copies, axis=0), repeat_rows(layers, copies)  # (S, V)
     if decoder.adaptive:
@@ -88,30 +91,37 @@ def read_prime(
     prime: str,
     seed: int,
     threads: int | None = None,
+    start: State | None = None,
 ) -> tuple[np.ndarray, list]:
-    """The logits (1, V) after the prime (with the start newline) and the batch-1 state:
-    read by the numpy decoder on `threads` BLAS threads (default one) up to SHORT_PRIME
+    """The logits (1, V) after the prime and the batch-1 state: the prime is read from
+    `start` when given (a torch state, left unchanged), else after the start newline.
+    Read by the numpy decoder on `threads` BLAS threads (default one) up to SHORT_PRIME
     characters, else by the fused torch model. UnknownCharactersError for characters
     the model has never seen."""
     unknown = vocab.unknown_chars(prime)
     if unknown:
         raise UnknownCharactersError(unknown, where="prime")
-    context = vocab.with_start(vocab.encode(prime))
-    if not len(context):  # no prime and no newline in the vocabulary: start anywhere
-        context = np.array([np.random.default_rng(seed).integers(len(vocab))])
+    if start is not None:
+        context = vocab.encode(prime)
+        layers = decoder.state_from_torch(start)  # copies
+    else:
+        context, layers = vocab.with_start(vocab.encode(prime)), None
+        if not len(context):  # no prime and no newline in the vocabulary: start anywhere
+            context = np.array([np.random.default_rng(seed).integers(len(vocab))])
     if len(context) <= SHORT_PRIME:
         with threadpool_limits(limits=threads or 1, user_api="blas"):
-            return decoder.read(context.tolist())
+            return decoder.read(context.tolist(), layers)
     torch_model = model.model if isinstance(model, LoadedModel) else model
-    return _read_with_torch(torch_model, decoder, context)
+    return _read_with_torch(torch_model, decoder, context, start)
 
 
-def _read_with_torch(model: CharRNN, decoder: Decoder, context: np.ndarray):
-    """The logits (1, V) after `context` and the decoder's state, from the fused model."""
+def _read_with_torch(model: CharRNN, decoder: Decoder, context: np.ndarray, start=None):
+    """The logits (1, V) after `context`, read from `start` (None: the zero state), and
+    the decoder's state, from the fused model."""
     import torch
 
     with torch.no_grad():
-        logits, state = model(torch.from_numpy(context)[None])  # (1, T, V)
+        logits, state = model(torch.from_numpy(context)[None], start)  # (1, T, V)
     return logits[:, -1].numpy(), decoder.state_from_torch(state)
 
 

@@ -201,10 +201,7 @@ class RunDir:
         state = self.latest_state()
         where = f" (a training state at step {state.meta['loop']['step']})" if state else ""
         if state is not None and _finished(state):
-            further = (
-                f"it is finished: `--resume {self.path} --max-time SECONDS` trains it "
-                "further"
-            )
+            further = f"it is finished: `--resume {self.path} --max-time SECONDS` trains it further"
         else:
             further = f"pass --resume {self.path} to continue it"
         raise CharRNNError(

@@ -335,4 +335,3 @@ def resume_run(
             "--max-steps N), that much more from where it stopped"
         )
     return trainer
-
