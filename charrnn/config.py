@@ -375,7 +375,7 @@ class AdaptConfig:
         "Step size of the update after each segment (0: read without learning).",
         minimum=0,
     )
-    adapt_segment: int = setting(64, "Characters predicted between two updates.", minimum=1)
+    adapt_segment: int = setting(128, "Characters predicted between two updates.", minimum=1)
     adapt_beta: float = setting(
         0.99,
         "How slowly the mean square of the gradients forgets.",
@@ -385,7 +385,7 @@ class AdaptConfig:
         cli=False,
     )
     adapt_decay: float = setting(
-        0.0,
+        0.003,
         "Share of its distance from the trained weights each weight goes back per update.",
         minimum=0,
         maximum=1,

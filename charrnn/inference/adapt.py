@@ -74,17 +74,22 @@ class Reader:
 
     @torch.no_grad()
     def _update(self) -> None:
+        """One step on the gradients in .grad: the mean square, the RMS-normalised
+        move, the pull back; torch's multi-tensor ops, a few calls for all the weights."""
         s = self.settings
         self.updates += 1
-        correction = 1 - s.adapt_beta**self.updates
-        for p, p0, sq in zip(self.params, self.trained, self.square):
-            if p.grad is None:
-                continue
-            g = p.grad
-            sq.mul_(s.adapt_beta).addcmul_(g, g, value=1 - s.adapt_beta)
-            p.addcdiv_(g, (sq / correction).sqrt_().add_(EPSILON), value=-s.adapt_rate)
-            if s.adapt_decay:
-                p.add_(p0 - p, alpha=s.adapt_decay)
+        grads = [p.grad for p in self.params]
+        torch._foreach_mul_(self.square, s.adapt_beta)
+        torch._foreach_addcmul_(self.square, grads, grads, value=1 - s.adapt_beta)
+        # sqrt(mean square / bias correction) + epsilon
+        root = torch._foreach_div(self.square, 1 - s.adapt_beta**self.updates)
+        torch._foreach_sqrt_(root)
+        torch._foreach_add_(root, EPSILON)
+        torch._foreach_addcdiv_(self.params, grads, root, value=-s.adapt_rate)
+        if s.adapt_decay:
+            gap = torch._foreach_sub(self.trained, self.params)
+            torch._foreach_add_(self.params, gap, alpha=s.adapt_decay)
+        for p in self.params:
             p.grad = None
 
     def read_ids(
