@@ -364,16 +364,25 @@ class SampleConfig:
             raise CharRNNError("stop must not be empty")
 
 
+ADAPT_SCOPES = ("all", "output")
+# The step sizes measured best (benchmarks/adapt.py; docs/guide/adapting.md) when all the
+# weights learn, and when only the output layer does.
+ADAPT_RATE = 0.002
+ADAPT_RATE_OUTPUT = 0.005
+
+
 @dataclass(frozen=True)
 class AdaptConfig:
     """Dynamic evaluation (inference/adapt.py): how a model keeps learning from the text
     it reads. Each segment is predicted first, then one RMS-normalised step on it moves
     the weights, which `decay` pulls back towards the trained ones."""
 
-    adapt_rate: float = setting(
-        0.002,
+    adapt_rate: float | None = setting(
+        None,
         "Step size of the update after each segment (0: read without learning).",
+        kind=float,
         minimum=0,
+        default_text=f"{ADAPT_RATE}, or {ADAPT_RATE_OUTPUT} with --adapt-scope output",
     )
     adapt_segment: int = setting(128, "Characters predicted between two updates.", minimum=1)
     adapt_beta: float = setting(
@@ -390,9 +399,19 @@ class AdaptConfig:
         minimum=0,
         maximum=1,
     )
+    adapt_scope: str = setting(
+        "all",
+        "What learns: all the weights, or only the output layer (no gradient through the "
+        "recurrence: about half the time, a smaller gain).",
+        choices=ADAPT_SCOPES,
+    )
 
     def __post_init__(self):
-        if self.adapt_rate < 0:
+        if self.adapt_scope not in ADAPT_SCOPES:
+            raise CharRNNError(
+                f"unknown adapt scope {self.adapt_scope!r}; choose one of {', '.join(ADAPT_SCOPES)}"
+            )
+        if self.adapt_rate is not None and self.adapt_rate < 0:
             raise CharRNNError("adapt rate must be >= 0")
         if self.adapt_segment < 1:
             raise CharRNNError("adapt segment must be at least 1")

@@ -250,3 +250,21 @@ def test_inspect_adapt(runner, tiny_run):
     values = json.loads(adapted.stdout)["units"][0]["values"]
     assert values[:10] == pytest.approx(static["units"][0]["values"][:10], abs=1e-5)
     assert values[60:] != pytest.approx(static["units"][0]["values"][60:], abs=1e-3)
+
+
+def test_only_the_output_layer_can_adapt(model):
+    settings = api.adapt_settings(adapt_scope="output")
+    assert settings.adapt_rate == 0.005  # the scope's own default rate
+    assert api.adapt_settings().adapt_rate == 0.002
+    assert api.adapt_settings(adapt_scope="output", adapt_rate=0.01).adapt_rate == 0.01
+    adapted = model.adapt_to(PASSAGE, adapt_scope="output", adapt_rate=0.05)
+    before, after = model.loaded.weights, adapted.loaded.weights
+    for name in before:
+        same = np.array_equal(before[name], after[name])
+        assert same == (not name.startswith("head.")), name
+    text = "Speak further, Citizen: resolved? " * 8
+    static = model.score(text, exact=True).nats
+    head_only = model.score(text, adapt=True, adapt_scope="output", adapt_segment=32)
+    assert head_only.nats < 0.98 * static  # the tiny model's output layer learns a little
+    with pytest.raises(CharRNNError, match="unknown adapt scope 'rnn'"):
+        model.score(PASSAGE, adapt=True, adapt_scope="rnn")

@@ -51,14 +51,17 @@ def sample_settings(**settings) -> SampleConfig:
 
 
 def adapt_settings(adapt: bool = True, **settings) -> AdaptConfig | None:
-    """AdaptConfig from keyword settings (adapt_rate, adapt_segment, ...), checked; None
-    when not `adapt`, where a setting given is an error (it would do nothing)."""
+    """AdaptConfig from keyword settings (adapt_rate, adapt_segment, ...), checked, its
+    rate decided (inference.adapt.resolved); None when not `adapt`, where a setting
+    given is an error (it would do nothing)."""
     checked(AdaptConfig, settings, "adaptation")
     if not adapt:
         if settings:
             raise CharRNNError(f"{next(iter(settings))} goes with adapt=True")
         return None
-    return AdaptConfig(**settings)
+    from ..inference.adapt import resolved
+
+    return resolved(AdaptConfig(**settings))
 
 
 TRAINING_SETTINGS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

@@ -27,14 +27,14 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..config import AdaptConfig
+from ..config import ADAPT_RATE, ADAPT_RATE_OUTPUT, AdaptConfig
 from ..model.modelfile import LoadedModel
 from ..model.network import CharRNN, State, detach_state
 from ..text.vocab import Vocabulary
 from .score import TextScore
 
-# An epsilon inside the square root's reach: a weight whose gradients are all but zero
-# (a character the text never has) moves at most rate / EPSILON * its gradient.
+# Added to the root mean square before dividing: a weight whose gradients have all
+# been zero (the embedding of a character the text has not had) does not move.
 EPSILON = 1e-8
 
 
@@ -51,13 +51,26 @@ class AdaptedText:
         return TextScore(len(self.log_probs), float(-self.log_probs.sum()), self.unknown_chars)
 
 
+def resolved(settings: AdaptConfig | None = None) -> AdaptConfig:
+    """`settings` with its rate decided: the one given, else the one measured best for
+    what adapts (all the weights, or only the output layer)."""
+    settings = settings or AdaptConfig()
+    if settings.adapt_rate is not None:
+        return settings
+    rate = ADAPT_RATE_OUTPUT if settings.adapt_scope == "output" else ADAPT_RATE
+    return replace(settings, adapt_rate=rate)
+
+
 class Reader:
     """Reads texts with dynamic evaluation, each from the trained weights (`reset`)."""
 
     def __init__(self, model: CharRNN, settings: AdaptConfig | None = None):
-        self.settings = settings or AdaptConfig()
+        self.settings = resolved(settings)
         self.model = copy.deepcopy(model).float().eval()  # eval: no dropout while reading
-        self.params = [p for p in self.model.parameters()]
+        adapted = self.model.head if self.settings.adapt_scope == "output" else self.model
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.params = list(adapted.parameters())
         for p in self.params:
             p.requires_grad_(True)
         self.trained = [p.detach().clone() for p in self.params]
@@ -78,7 +91,7 @@ class Reader:
         move, the pull back; torch's multi-tensor ops, a few calls for all the weights."""
         s = self.settings
         self.updates += 1
-        grads = [p.grad for p in self.params]
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
         torch._foreach_mul_(self.square, s.adapt_beta)
         torch._foreach_addcmul_(self.square, grads, grads, value=1 - s.adapt_beta)
         # sqrt(mean square / bias correction) + epsilon
@@ -116,14 +129,17 @@ class Reader:
             end = min(start + segment, len(targets))
             ids, wanted = inputs_t[:, start:end], targets_t[:, start:end]  # (1, T)
             distribution = None
+            # Only the output layer adapting: no gradient through the recurrence.
+            with torch.set_grad_enabled(self.settings.adapt_scope == "all"):
+                h, next_state = self.model.features(ids, state)  # (1, T, H)
             with torch.enable_grad():
                 if full:
-                    every, next_state = self.model.log_probs(ids, state)  # (1, T, V)
+                    every = self.model.head.log_probs(h)  # (1, T, V)
                     log_p = every.gather(2, wanted[..., None])[..., 0]  # (1, T)
                     # float64, as static analysis normalises: rate 0 gives its figures
                     distribution = F.log_softmax(every[0].detach().double(), dim=-1)
                 else:
-                    log_p, next_state = self.model(ids, state, targets=wanted)  # (1, T)
+                    log_p = self.model.head.target_log_probs(h, wanted)  # (1, T)
                 loss = -log_p.mean()
             out[start:end] = log_p.detach()[0].double().numpy()
             if on_segment is not None:
@@ -167,7 +183,7 @@ def adapt_model(
     """`loaded` after reading `text` with dynamic evaluation: a new LoadedModel with the
     adapted weights (its info records what it read and how well it predicted it) and
     the state after the text's last character. `loaded` is unchanged."""
-    settings = settings or AdaptConfig()
+    settings = resolved(settings)
     adapted = read_text(loaded.model, loaded.vocab, text, settings)
     weights = {k: v.detach().numpy().copy() for k, v in adapted.model.state_dict().items()}
     reading = adapted.score()

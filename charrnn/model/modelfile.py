@@ -138,6 +138,7 @@ INFO_TYPES = {
     "val_nats": (int, float),
     "train_config": dict,
     "corpus": (str, type(None)),
+    "adapted": dict,
 }
 
 

@@ -71,6 +71,8 @@ class RunInfo:
             rows.append(("corpus", corpus_description(info["corpus"])))
         if info.get("init_from"):
             rows.append(("initialised from", init_record(info["init_from"])))
+        if info.get("adapted"):
+            rows.append(("then adapted to", adapted_record(info["adapted"])))
         rows.append(("metrics log", str(self.metrics_path) if self.metrics_path else "none found"))
         return rows
 
@@ -150,6 +152,21 @@ def computed_on(runtime: dict, history: list[dict]) -> str:
         return words
     parts = [f"{precision} to step {step:,}" for precision, step in spans[:-1]]
     return f"{words}; the run: {', then '.join(parts)}, then {spans[-1][0]}"
+
+
+def adapted_record(adapted: dict) -> str:
+    """What `sample --adapt-to ... --save-adapted` read, and how well it predicted it
+    (each part only when the file records it as expected)."""
+    chars, nats = adapted.get("chars"), adapted.get("nats_per_char")
+    settings = adapted.get("settings")
+    words = str(adapted.get("text") or "a text")
+    if isinstance(chars, int):
+        words += f", {chars:,} characters"
+    if isinstance(nats, float):
+        words += f" at {nats:.4f} nats/char"
+    if isinstance(settings, dict):
+        words += f" (rate {settings.get('adapt_rate')}, segment {settings.get('adapt_segment')})"
+    return words
 
 
 def init_record(record: dict) -> str:
