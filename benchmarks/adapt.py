@@ -3,16 +3,17 @@ text against fine-tuning on it.
 
     python -m benchmarks.adapt [--models DIR] [--seconds 90] [--chars 0] [--parts score,style]
 
-`score`: for each (model, text) pair, the nats per character of static scoring and of
-`score --adapt` (the defaults in config.AdaptConfig), and the time each took in this
-process: static one stream at batch 1 (`--exact`, the like-for-like reference),
-static as `charrnn score --file` does it by default (parallel streams for a long
-text), adapted. Models: the bundled one, and a model trained --seconds on each of
-shakespeare, manpages-zh and psalms (trained into DIR unless there already). Texts:
-each corpus's val.txt (its first --chars characters; 0: all), and for the bundled
-model two texts of other genres: psalms/val.txt and the GPL-3 (legal prose, from
-Debian's base-files: /usr/share/common-licenses/GPL-3). Adapted scoring is also
-timed on one and two BLAS threads.
+`score`: for each (model, text) pair, the nats per character of static scoring, of
+`score --adapt` (the defaults in config.AdaptConfig) and of `--adapt-scope output`,
+and the time each took in this process: static one stream at batch 1 (`--exact`,
+the like-for-like reference), static as `charrnn score --file` does it by default
+(parallel streams for a long text), adapted. Models: the bundled one, and a model
+trained --seconds on each of shakespeare, manpages-zh and psalms (trained into DIR
+unless there already). Texts: each corpus's val.txt (its first --chars characters;
+0: all), and for the bundled model two texts of other genres: psalms/val.txt and
+the GPL-3 (legal prose, from Debian's base-files:
+/usr/share/common-licenses/GPL-3). Adapted scoring is also timed on one and two
+BLAS threads.
 
 `style`: the bundled model made to write psalms, two ways, for each slice of
 psalms/train.txt (--slices): `Model.adapt_to(slice)` (what `sample --adapt-to`
@@ -66,10 +67,12 @@ def timed(call):
 
 def score_pair(label: str, model: api.Model, text_name: str, text: str) -> dict:
     """Static and adapted figures for one model on one text."""
-    model.score(text[:2000], adapt=True)  # warm: torch's first calls allocate
+    model.score(text[:2000], exact=True)  # warm: torch's first calls allocate
+    model.score(text[:2000], adapt=True)
     exact, exact_s = timed(lambda: model.score(text, exact=True))
     streams, streams_s = timed(lambda: model.score(text))
     adapted, adapted_s = timed(lambda: model.score(text, adapt=True))
+    output, output_s = timed(lambda: model.score(text, adapt=True, adapt_scope="output"))
     return {
         "part": "score",
         "model": label,
@@ -79,6 +82,9 @@ def score_pair(label: str, model: api.Model, text_name: str, text: str) -> dict:
         "static_streams": streams.nats_per_char,
         "adapted": adapted.nats_per_char,
         "gain": 1 - adapted.nats_per_char / exact.nats_per_char,
+        "output_only": output.nats_per_char,
+        "output_only_gain": 1 - output.nats_per_char / exact.nats_per_char,
+        "output_only_s": output_s,
         "static_s": exact_s,
         "static_streams_s": streams_s,
         "adapted_s": adapted_s,
@@ -162,7 +168,8 @@ def report(rows: list[dict]) -> None:
     if scores:
         print(
             f"{'model':<18} {'text':<26} {'chars':>8} {'static':>7} {'adapted':>7} {'gain':>6}"
-            f" {'x exact':>7} {'x streams':>9} {'thr':>3}",
+            f" {'x exact':>7} {'x streams':>9} {'output':>7} {'gain':>6} {'x exact':>7}"
+            f" {'thr':>3}",
             file=err,
         )
         for r in scores:
@@ -170,7 +177,9 @@ def report(rows: list[dict]) -> None:
                 f"{r['model']:<18} {r['text']:<26} {r['chars']:>8,} {r['static']:>7.4f}"
                 f" {r['adapted']:>7.4f} {r['gain']:>6.1%}"
                 f" {r['adapted_s'] / r['static_s']:>7.2f}"
-                f" {r['adapted_s'] / r['static_streams_s']:>9.2f} {r['threads']:>3}",
+                f" {r['adapted_s'] / r['static_streams_s']:>9.2f} {r['output_only']:>7.4f}"
+                f" {r['output_only_gain']:>6.1%} {r['output_only_s'] / r['static_s']:>7.2f}"
+                f" {r['threads']:>3}",
                 file=err,
             )
     styles = [r for r in rows if r["part"] == "style"]
