@@ -103,6 +103,14 @@ FINETUNE_DROPOUT = 0.2  # the architecture is the model's; this regularises it o
 FINETUNE_TRAIN_DEFAULTS = {"lr": FINETUNE_LR, "warmup_steps": FINETUNE_WARMUP_STEPS}
 
 
+# The model's size when none is given (sizing.choose_size): one layer, the widest of
+# WIDTHS (narrowest first) that sees at least CHARS_PER_PARAMETER training characters
+# per parameter within the budget, at this machine's measured speed. Fitted on the
+# size grid in BENCHMARKS.md ("Model size and the budget").
+WIDTHS = (256, 384, 512, 640, 768, 1024, 1280)
+CHARS_PER_PARAMETER = 4.0
+
+
 def train_config(settings: dict, finetune: bool = False) -> TrainConfig:
     """A TrainConfig from `settings` (field -> value; missing or None: the default), with
     FINETUNE_TRAIN_DEFAULTS in place of the defaults when `finetune` (--init-from).
@@ -128,6 +136,14 @@ def decided_defaults() -> dict[str, str]:
         for name, value in FINETUNE_TRAIN_DEFAULTS.items()
     }
     return {
+        "hidden": (
+            f"the widest of {', '.join(map(str, WIDTHS))} that sees at least "
+            f"{CHARS_PER_PARAMETER:g} training characters per parameter in --max-time at "
+            "this machine's speed (a short probe), or in --max-steps; at most "
+            f"{ModelConfig.hidden} when the text is small for a wider one; the model's "
+            "with --init-from"
+        ),
+        "layers": "1 when the size is decided; the model's with --init-from",
         "dropout": (
             f"0, or {SMALL_TEXT_DROPOUT} when the training text has fewer than "
             f"{SMALL_TEXT_CHARS_PER_PARAMETER} characters per recurrent parameter; "

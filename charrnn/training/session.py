@@ -46,6 +46,7 @@ from .policy import (
 from .rundir import RunDir
 from .runtime import Runtime, start_runtime
 from .schedule import PLATEAU_FACTOR, stop_description
+from .sizing import SizeChoice, choose_size
 from .smalltext import start_from_model_advice
 from .trainer import Reporter, Trainer
 
@@ -69,26 +70,35 @@ def output_order(config: ModelConfig, prepared: PreparedCorpus) -> list[int] | N
 
 
 def model_config_for(
-    settings: dict | None, prepared: PreparedCorpus
+    settings: dict | None,
+    prepared: PreparedCorpus,
+    sized: Callable[[ModelConfig], SizeChoice] | None = None,
 ) -> tuple[ModelConfig, str | None]:
     """The ModelConfig for `prepared` from `settings` (ModelConfig fields but vocab_size),
-    its output layer decided from the training text (layout.resolve_output), and a note
-    when the dropout was decided here (policy.default_dropout) rather than given."""
+    its output layer decided from the training text (layout.resolve_output), its size
+    by `sized` when the settings give neither hidden nor layers (sizing.choose_size),
+    and a note on what was decided here (the size; the dropout, policy.default_dropout,
+    when not given)."""
     settings = dict(settings or {})
     _check_model_settings(settings)
     given = settings.pop("dropout", None)
     config = ModelConfig(vocab_size=len(prepared.vocab), **settings)
     config = resolve_output(config, symbol_counts(prepared))
-    if given is not None:
-        return replace(config, dropout=given), None
+    notes = []
+    if sized is not None and "hidden" not in settings and "layers" not in settings:
+        choice = sized(config)
+        config = resolve_output(choice.config, symbol_counts(prepared))
+        notes.append(choice.note)
     train_chars = len(prepared.train)
-    config = replace(config, dropout=default_dropout(config, train_chars))
-    if not config.dropout:
-        return config, None
-    return config, (
-        f"dropout {config.dropout}: the model has {memorising_parameter_count(config):,} "
-        f"recurrent parameters for {train_chars:,} training characters (--dropout sets it)"
+    config = replace(
+        config, dropout=given if given is not None else default_dropout(config, train_chars)
     )
+    if given is None and config.dropout:
+        notes.append(
+            f"dropout {config.dropout}: the model has {memorising_parameter_count(config):,} "
+            f"recurrent parameters for {train_chars:,} training characters (--dropout sets it)"
+        )
+    return config, "; ".join(notes) or None
 
 
 def _check_model_settings(settings: dict) -> None:
@@ -208,7 +218,10 @@ def start_run(
         base = source.loaded.vocab if source else None
         prepared = _prepared(corpus, rundir, data, progress, base, group)
         if source is None:
-            config, note = model_config_for(model, prepared)
+            train_chars = len(prepared.train)
+            config, note = model_config_for(
+                model, prepared, lambda base: choose_size(base, train, runtime, train_chars)
+            )
             order = output_order(config, prepared)
         else:
             config, note = fine_tuned_model_config(source, model, prepared)
