@@ -210,7 +210,7 @@ def record_activations(
     layers = Stepper(model).zero_state()
 
     @torch.no_grad()
-    def step_through(stepper: Stepper, start: int, end: int, _=None) -> None:
+    def step_through(stepper: Stepper, start: int, end: int) -> None:
         for t in range(start, end):
             _, gates = stepper.step(torch.from_numpy(sequence[t : t + 1]), layers)
             if t >= first:

@@ -86,8 +86,8 @@ def model_config_for(
     config = resolve_output(config, symbol_counts(prepared))
     notes = []
     if sized is not None and "hidden" not in settings and "layers" not in settings:
-        choice = sized(config)
-        config = resolve_output(choice.config, symbol_counts(prepared))
+        choice = sized(config)  # from the resolved config: its output layer is kept
+        config = choice.config
         notes.append(choice.note)
     train_chars = len(prepared.train)
     config = replace(
