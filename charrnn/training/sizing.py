@@ -22,13 +22,13 @@ import time
 from dataclasses import dataclass, replace
 
 import torch
-from torch.nn import functional as F
 
 from ..config import ModelConfig, TrainConfig
 from ..model.layout import parameter_count
 from ..model.network import CharRNN
 from .policy import CHARS_PER_PARAMETER, WIDTHS, is_small_text
 from .runtime import Runtime
+from .trainer import training_loss
 
 PROBE_STEPS = 3  # timed training steps per width, after one untimed
 
@@ -53,11 +53,7 @@ def probe_speed(config: ModelConfig, train: TrainConfig, runtime: Runtime) -> fl
 
     def step() -> None:
         with runtime.autocast():
-            if model.config.output == "adaptive":
-                loss = -model(x, targets=y)[0].mean()
-            else:
-                logits, _ = model(x)  # (B, T, V)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            loss, _ = training_loss(model, model.config.output, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

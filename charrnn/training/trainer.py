@@ -127,6 +127,18 @@ class TrainResult:
         }
 
 
+def training_loss(network, output: str, x: torch.Tensor, y: torch.Tensor, hidden=None):
+    """The mean cross-entropy of targets y given inputs x (B, T), and the state after x.
+    `output` is the model's output layer ("adaptive": log p of each target only, the
+    tail clusters on their rows alone)."""
+    if output == "adaptive":
+        log_p, hidden = network(x, hidden, targets=y)  # (B, T)
+        return -log_p.mean(), hidden
+    logits, hidden = network(x, hidden)  # (B, T, V)
+    # autocast computes cross_entropy in float32 from bf16 logits
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), hidden
+
+
 class Trainer:
     """One training run in a run directory, from step 0 or (after `load`) from a state.
     Starting a run the way `charrnn train` does, or resuming one: session.py."""
@@ -374,14 +386,8 @@ class Trainer:
         if new_epoch:
             self.hidden = None
         with self.runtime.autocast():
-            if self.model.config.output == "adaptive":
-                # log p of each target only: the tail clusters run on their rows alone
-                log_p, hidden = self.network(x, detach_state(self.hidden), targets=y)  # (B/W, T)
-                loss = -log_p.mean()
-            else:
-                logits, hidden = self.network(x, detach_state(self.hidden))  # (B/W, T, V)
-                # autocast computes cross_entropy in float32 from bf16 logits
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            output = self.model.config.output
+            loss, hidden = training_loss(self.network, output, x, y, detach_state(self.hidden))
         self.optimizer.zero_grad(set_to_none=True)
         loop.step += 1
         loop.chars_seen += x.numel() * self.group.world_size
