@@ -2,7 +2,7 @@
 budget, and how charrnn compares with the yardsticks at each budget.
 
     python -m benchmarks.budget --grid --sizes 1x384,1x512,1x768 --budgets 90,600 \
-        [--corpus shakespeare]
+        [--corpus shakespeare] [--extra '--dropout 0.1']
     python -m benchmarks.budget --compare --budgets 90,600 [--corpus manpages-zh]
 
 `--grid`: one `charrnn train --max-time B --hidden H --layers L` per size and budget on
@@ -54,8 +54,9 @@ def grid(args, train: Path, val: Path) -> list[dict]:
     rows = []
     for budget in args.budgets:
         for size in args.sizes:
-            row = charrnn_row(train, val, budget, size_args(size))
-            rows.append({"corpus": args.corpus, "budget_s": budget, "size": size, **row})
+            row = charrnn_row(train, val, budget, size_args(size) + args.extra)
+            name = " ".join([size, *args.extra])
+            rows.append({"corpus": args.corpus, "budget_s": budget, "size": name, **row})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -125,7 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", default="", help="--compare: contenders whose name has one of these words"
     )
+    parser.add_argument(
+        "--extra",
+        default="",
+        help="--grid: more `charrnn train` options for every run, e.g. '--dropout 0.1'",
+    )
     args = parser.parse_args(argv)
+    args.extra = args.extra.split()
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.budgets = [float(b) for b in args.budgets.split(",") if b]
     args.only = [w for w in args.only.split(",") if w]
