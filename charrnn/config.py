@@ -204,6 +204,9 @@ class ModelConfig:
 # (training/policy.py decides which text is small, and says why these values).
 SMALL_TEXT_PATIENCE = 3
 SMALL_TEXT_LR_DROPS = 1
+# --batch-size, and for a long run (training/policy.py: default_batch_size).
+BATCH_SIZE = 16
+LONG_RUN_BATCH_SIZE = 32
 
 # `inspect --gradients`: how far back the gradient is followed (k = 1..K) unless
 # --distance says (its --help shows it). With the passage read (inference/gradients.py:
@@ -214,10 +217,12 @@ GRADIENT_DISTANCE = 100
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings. The defaults are the measured best for a few CPU minutes."""
+    """Optimisation settings. The defaults are the measured best for a few CPU minutes;
+    those left None are decided when the run starts, from the text and the budget
+    (training/policy.py)."""
 
     seq_len: int = setting(64, "Characters per truncated-BPTT window.", minimum=1)
-    batch_size: int = setting(16, "Parallel streams per batch.", minimum=1)
+    batch_size: int | None = setting(None, "Parallel streams per batch.", minimum=1, kind=int)
     lr: float = setting(6e-3, "Peak learning rate (AdamW).", minimum=0, min_open=True)
     final_lr_ratio: float = setting(
         0.05, "The cosine schedule ends at the peak learning rate times this.", minimum=0
@@ -277,7 +282,7 @@ class TrainConfig:
         if self.max_time <= 0 and self.max_steps <= 0:
             raise CharRNNError("set a budget: --max-time SECONDS or --max-steps N")
         for name in ("seq_len", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise CharRNNError(f"{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0:
             raise CharRNNError("the learning rate must be positive")

@@ -129,13 +129,13 @@ def test_the_corpus_decides_auto_and_the_order(tmp_path):
     corpus.write_text(text, encoding="utf-8")
     prepared = preprocess(corpus, tmp_path / "data")
     assert len(prepared.vocab) >= ADAPTIVE_MIN_VOCAB
-    config, _ = model_config_for({"hidden": 32}, prepared)
+    config, _, _ = model_config_for({"hidden": 32}, prepared)
     counts = np.bincount(prepared.train, minlength=len(prepared.vocab))
     assert config.output == "adaptive"
     assert config.cutoffs == adaptive_cutoffs(counts.tolist())
     order = output_order(config, prepared)
     assert (np.diff(counts[order]) <= 0).all()  # most frequent first
-    forced, _ = model_config_for({"hidden": 32, "output": "softmax"}, prepared)
+    forced, _, _ = model_config_for({"hidden": 32, "output": "softmax"}, prepared)
     assert forced.output == "softmax" and output_order(forced, prepared) is None
 
 
@@ -416,7 +416,7 @@ STEPS = 16
 
 def test_an_adaptive_run_resumes_bit_identically(tmp_path, tiny_corpus_file):
     prepared = preprocess(tiny_corpus_file, tmp_path / "data")
-    config, _ = model_config_for(
+    config, _, _ = model_config_for(
         {"output": "adaptive", "cell": "gru", "hidden": 16, "embedding": 4, "dropout": 0.2},
         prepared,
     )
@@ -451,7 +451,7 @@ def test_an_adaptive_run_resumes_bit_identically(tmp_path, tiny_corpus_file):
 
 def test_a_version_1_training_state_resumes_as_a_softmax(tmp_path, tiny_corpus_file):
     prepared = preprocess(tiny_corpus_file, tmp_path / "data")
-    config, _ = model_config_for({"hidden": 8, "embedding": 4}, prepared)
+    config, _, _ = model_config_for({"hidden": 8, "embedding": 4}, prepared)
     run = TrainConfig(max_time=0, max_steps=6, batch_size=4, seq_len=8, checkpoint_every=0)
     with pytest.raises(TrainingInterrupted):
         train(

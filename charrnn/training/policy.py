@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..config import SMALL_TEXT_LR_DROPS, SMALL_TEXT_PATIENCE, ModelConfig, TrainConfig
+from ..config import (
+    BATCH_SIZE,
+    LONG_RUN_BATCH_SIZE,
+    SMALL_TEXT_LR_DROPS,
+    SMALL_TEXT_PATIENCE,
+    ModelConfig,
+    TrainConfig,
+)
 from ..model.layout import memorising_parameter_count
 
 
@@ -51,10 +58,44 @@ def is_small_text(config: ModelConfig, train_chars: int) -> bool:
     return train_chars < SMALL_TEXT_CHARS_PER_PARAMETER * memorising_parameter_count(config)
 
 
-def default_dropout(config: ModelConfig, train_chars: int) -> float:
+# A long run, when the size is chosen from the budget (sizing.choose_size), which
+# plans the characters the run will read. As the text repeats, a little dropout:
+# REPEATED_TEXT_DROPOUT once the plan reads it REPEATED_TEXT_PASSES times or more.
+# And as the loss falls, the useful batch grows (the gradient noise scale of
+# McCandlish et al. 2018): LONG_RUN_BATCH_SIZE once a timed run plans LONG_RUN_CHARS
+# characters or more (a run bounded by --max-steps keeps its steps' size). Measured
+# (benchmarks/budget.py --grid, AMD EPYC Zen 4, bf16, Shakespeare, 600 s, 1x640,
+# about 11M characters read: 2.4 passes), val nats/char: batch 16 without dropout
+# 1.3972, with dropout 0.1 1.3891, batch 32 without 1.3820 (one run each: within
+# about one run's noise, 0.015, each); at 90 s (4M characters) batch 16 beat 32 by
+# 0.07 (defaults.md). LONG_RUN_CHARS lies between the two; nothing between them
+# was measured.
+REPEATED_TEXT_PASSES = 2.0
+REPEATED_TEXT_DROPOUT = 0.1
+LONG_RUN_CHARS = 10e6
+
+
+def default_dropout(
+    config: ModelConfig, train_chars: int, planned_chars: float | None = None
+) -> float:
     """The dropout `charrnn train` uses when none is given: SMALL_TEXT_DROPOUT for a
-    small text (is_small_text), else 0."""
-    return SMALL_TEXT_DROPOUT if is_small_text(config, train_chars) else 0.0
+    small text (is_small_text), REPEATED_TEXT_DROPOUT when the run plans to read the
+    text REPEATED_TEXT_PASSES times or more (`planned_chars`: None when not planned),
+    else 0."""
+    if is_small_text(config, train_chars):
+        return SMALL_TEXT_DROPOUT
+    if planned_chars and planned_chars >= REPEATED_TEXT_PASSES * train_chars:
+        return REPEATED_TEXT_DROPOUT
+    return 0.0
+
+
+def default_batch_size(planned_chars: float | None, timed: bool) -> int:
+    """The batch size `charrnn train` uses when none is given: LONG_RUN_BATCH_SIZE for a
+    run timed by --max-time that plans LONG_RUN_CHARS characters or more, else
+    BATCH_SIZE."""
+    if timed and planned_chars and planned_chars >= LONG_RUN_CHARS:
+        return LONG_RUN_BATCH_SIZE
+    return BATCH_SIZE
 
 
 # Early stopping for a small text: stop after config.SMALL_TEXT_PATIENCE (3; declared
@@ -105,7 +146,7 @@ FINETUNE_TRAIN_DEFAULTS = {"lr": FINETUNE_LR, "warmup_steps": FINETUNE_WARMUP_ST
 
 # The model's size when none is given (sizing.choose_size): one layer, the widest of
 # WIDTHS (narrowest first) that sees at least CHARS_PER_PARAMETER training characters
-# per parameter within the budget, at this machine's measured speed. Fitted on the
+# per recurrent parameter within the budget, at this machine's measured speed. Fitted on the
 # size grid in BENCHMARKS.md ("Model size and the budget").
 WIDTHS = (256, 384, 512, 640, 768, 1024, 1280)
 CHARS_PER_PARAMETER = 4.0
@@ -114,8 +155,9 @@ CHARS_PER_PARAMETER = 4.0
 def train_config(settings: dict, finetune: bool = False) -> TrainConfig:
     """A TrainConfig from `settings` (field -> value; missing or None: the default), with
     FINETUNE_TRAIN_DEFAULTS in place of the defaults when `finetune` (--init-from).
-    patience and lr_drops left None are decided when the run starts (default_patience,
-    default_lr_drops), from the text."""
+    batch_size, patience and lr_drops left None are decided when the run starts
+    (default_batch_size, default_patience, default_lr_drops), from the text and the
+    budget."""
     given = {name: value for name, value in settings.items() if value is not None}
     return TrainConfig(**{**(FINETUNE_TRAIN_DEFAULTS if finetune else {}), **given})
 
@@ -138,7 +180,7 @@ def decided_defaults() -> dict[str, str]:
     return {
         "hidden": (
             f"the widest of {', '.join(map(str, WIDTHS))} that sees at least "
-            f"{CHARS_PER_PARAMETER:g} training characters per parameter in --max-time at "
+            f"{CHARS_PER_PARAMETER:g} training characters per recurrent parameter in --max-time at "
             "this machine's speed (a short probe), or in --max-steps; at most "
             f"{ModelConfig.hidden} when the text is small for a wider one; the model's "
             "with --init-from"
@@ -146,8 +188,14 @@ def decided_defaults() -> dict[str, str]:
         "layers": "1 when the size is decided; the model's with --init-from",
         "dropout": (
             f"0, or {SMALL_TEXT_DROPOUT} when the training text has fewer than "
-            f"{SMALL_TEXT_CHARS_PER_PARAMETER} characters per recurrent parameter; "
-            f"{FINETUNE_DROPOUT} with --init-from"
+            f"{SMALL_TEXT_CHARS_PER_PARAMETER} characters per recurrent parameter, or "
+            f"{REPEATED_TEXT_DROPOUT} when the size is decided and the run plans to read "
+            f"the text {REPEATED_TEXT_PASSES:g} times or more; {FINETUNE_DROPOUT} with "
+            "--init-from"
+        ),
+        "batch_size": (
+            f"{BATCH_SIZE}, or {LONG_RUN_BATCH_SIZE} when the size is decided and the run, "
+            f"timed by --max-time, plans {LONG_RUN_CHARS / 1e6:g}M characters or more"
         ),
         **finetune,
     }

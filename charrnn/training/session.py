@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundled import bundled_corpus
-from ..config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig
+from ..config import BATCH_SIZE, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
 from ..errors import CharRNNError
 from ..model.layout import frequency_order, memorising_parameter_count, resolve_output
 from ..text.corpus import PreparedCorpus, corpus_warnings, prepare
@@ -35,6 +35,7 @@ from .initfrom import (
 from .policy import (
     EXTENSION_PEAK_RATIO,
     FINETUNE_DROPOUT,
+    default_batch_size,
     default_dropout,
     default_lr_drops,
     default_patience,
@@ -73,32 +74,55 @@ def model_config_for(
     settings: dict | None,
     prepared: PreparedCorpus,
     sized: Callable[[ModelConfig], SizeChoice] | None = None,
-) -> tuple[ModelConfig, str | None]:
+) -> tuple[ModelConfig, str | None, float | None]:
     """The ModelConfig for `prepared` from `settings` (ModelConfig fields but vocab_size),
     its output layer decided from the training text (layout.resolve_output), its size
-    by `sized` when the settings give neither hidden nor layers (sizing.choose_size),
-    and a note on what was decided here (the size; the dropout, policy.default_dropout,
-    when not given)."""
+    by `sized` when the settings give neither hidden nor layers (sizing.choose_size);
+    a note on what was decided here (the size; the dropout, policy.default_dropout,
+    when not given); and the characters the sized run plans to read (None when the
+    size was given)."""
     settings = dict(settings or {})
     _check_model_settings(settings)
     given = settings.pop("dropout", None)
     config = ModelConfig(vocab_size=len(prepared.vocab), **settings)
     config = resolve_output(config, symbol_counts(prepared))
     notes = []
+    planned = None
     if sized is not None and "hidden" not in settings and "layers" not in settings:
         choice = sized(config)  # from the resolved config: its output layer is kept
-        config = choice.config
+        config, planned = choice.config, choice.budget_chars
         notes.append(choice.note)
     train_chars = len(prepared.train)
     config = replace(
-        config, dropout=given if given is not None else default_dropout(config, train_chars)
+        config,
+        dropout=given if given is not None else default_dropout(config, train_chars, planned),
     )
     if given is None and config.dropout:
-        notes.append(
-            f"dropout {config.dropout}: the model has {memorising_parameter_count(config):,} "
-            f"recurrent parameters for {train_chars:,} training characters (--dropout sets it)"
+        why = (
+            f"the model has {memorising_parameter_count(config):,} recurrent parameters for "
+            f"{train_chars:,} training characters"
+            if is_small_text(config, train_chars)
+            else f"the run plans to read the text {planned / train_chars:.1f} times"
         )
-    return config, "; ".join(notes) or None
+        notes.append(f"dropout {config.dropout}: {why} (--dropout sets it)")
+    return config, "; ".join(notes) or None, planned
+
+
+def batch_size_for(
+    train: TrainConfig, planned_chars: float | None
+) -> tuple[TrainConfig, str | None]:
+    """`train` with its batch size decided when not given (policy.default_batch_size),
+    and a note when a long run's was."""
+    if train.batch_size is not None:
+        return train, None
+    batch = default_batch_size(planned_chars, timed=bool(train.max_time))
+    note = None
+    if batch != BATCH_SIZE:
+        note = (
+            f"batch {batch}: a long run, {planned_chars / 1e6:.1f}M characters planned "
+            "(--batch-size sets it)"
+        )
+    return replace(train, batch_size=batch), note
 
 
 def _check_model_settings(settings: dict) -> None:
@@ -187,7 +211,9 @@ def start_run(
     `data` and `train` default to their configs' defaults; `model` holds
     ModelConfig settings but vocab_size; a dropout that is missing or
     None is policy.default_dropout's (SMALL_TEXT_DROPOUT for a text short for the
-    model's recurrent layers, else 0), and a `train.patience` of None
+    model's recurrent layers, REPEATED_TEXT_DROPOUT for a sized run that reads the
+    text again and again, else 0), a `train.batch_size` of None
+    policy.default_batch_size's, and a `train.patience` of None
     policy.default_patience's (SMALL_TEXT_PATIENCE for such a text). An old run
     in `out` is refused, or with `force` deleted.
     `runtime` is a started Runtime, or the RuntimeConfig to start one from (None:
@@ -217,16 +243,21 @@ def start_run(
         # Starting from a model, the vocabulary holds the model's too.
         base = source.loaded.vocab if source else None
         prepared = _prepared(corpus, rundir, data, progress, base, group)
+        planned = None
         if source is None:
-            train_chars = len(prepared.train)
-            config, note = model_config_for(
-                model, prepared, lambda base: choose_size(base, train, runtime, train_chars)
+            config, note, planned = model_config_for(
+                model,
+                prepared,
+                lambda base: choose_size(
+                    base, train, runtime, prepared.train, output_order(base, prepared)
+                ),
             )
             order = output_order(config, prepared)
         else:
             config, note = fine_tuned_model_config(source, model, prepared)
             order = None  # an adaptive head's comes with the carried weights
         train, patience_note = _patience_for(train, config, len(prepared.train))
+        train, batch_note = batch_size_for(train, planned)
         trainer = Trainer(prepared, config, train, rundir, reporter, runtime, order=order)
         if source is not None:
             trainer.model.load_state_dict(carried_weights(source, prepared.vocab))
@@ -235,7 +266,8 @@ def start_run(
             rundir.claim(force)
     # Everything that can fail has been built; now the advice.
     if group.is_main:
-        _advise(reporter, trainer, fine_tuned=source is not None, notes=(note, patience_note))
+        notes = (note, batch_note, patience_note)
+        _advise(reporter, trainer, fine_tuned=source is not None, notes=notes)
     return trainer
 
 

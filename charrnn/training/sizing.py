@@ -4,7 +4,11 @@ A model trained for a short time learns most when it is small enough to see many
 characters per parameter, and for a long time when it is wide enough to use them
 (the compute-optimal trade of the scaling-law papers). The rule, measured here
 (BENCHMARKS.md, "Model size and the budget"): the widest candidate that still sees at
-least CHARS_PER_PARAMETER training characters per parameter within the budget. The
+least CHARS_PER_PARAMETER training characters per recurrent parameter within the
+budget. Like the scaling-law papers' non-embedding parameters, the count leaves out
+the embedding and the output layer: one row per symbol, they grow with the alphabet
+(2,673 symbols in Chinese manual pages) without the model learning more per
+character, and counting them would give a large alphabet a narrower model. The
 characters a width would see are its measured speed on this machine and precision (a
 short probe of training steps) times the time budget, or, for a run bounded only by
 steps, the steps' characters.
@@ -21,16 +25,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
-from ..config import ModelConfig, TrainConfig
-from ..model.layout import parameter_count
+from ..config import BATCH_SIZE, ModelConfig, TrainConfig
+from ..model.layout import memorising_parameter_count, parameter_count
 from ..model.network import CharRNN
 from .policy import CHARS_PER_PARAMETER, WIDTHS, is_small_text
 from .runtime import Runtime
 from .trainer import training_loss
 
-PROBE_STEPS = 3  # timed training steps per width, after one untimed
+PROBE_WARMUP_STEPS = 2  # untimed: the first steps of a shape pay for kernel set-up
+PROBE_STEPS = 3  # timed training steps per width, at least ...
+PROBE_SECONDS = 0.5  # ... and at least this long, so that a fast step is timed often
 
 
 @dataclass(frozen=True)
@@ -41,14 +48,31 @@ class SizeChoice:
     note: str
 
 
-def probe_speed(config: ModelConfig, train: TrainConfig, runtime: Runtime) -> float:
-    """Training characters per second of `config` here: PROBE_STEPS steps on random ids
-    at the run's batch and sequence length, forward, backward and AdamW, in the run's
-    precision (after one untimed step)."""
+def probe_batch(train: TrainConfig) -> int:
+    """The batch size the run's speed and steps are planned with: the run's, or the
+    default one when the plan decides it (policy.default_batch_size)."""
+    return train.batch_size or BATCH_SIZE
+
+
+def probe_speed(
+    config: ModelConfig,
+    train: TrainConfig,
+    runtime: Runtime,
+    text: np.ndarray,
+    order: list[int] | None = None,
+) -> float:
+    """Training characters per second of `config` here: training steps on a batch of
+    the training text (`text`, ids; an adaptive output layer's cost depends on which
+    symbols it meets) at the run's batch and sequence length, forward, backward and
+    AdamW, in the run's precision; PROBE_STEPS and PROBE_SECONDS of them timed, after
+    PROBE_WARMUP_STEPS. `order` is the adaptive layer's (session.output_order)."""
     device = runtime.device
-    model = CharRNN(config).to(device)
+    model = CharRNN(config, order).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), fused=device.type in ("cpu", "cuda"))
-    ids = torch.randint(config.vocab_size, (train.batch_size, train.seq_len + 1), device=device)
+    window = train.seq_len + 1
+    starts = np.linspace(0, max(len(text) - window, 0), probe_batch(train)).astype(np.int64)
+    positions = (starts[:, None] + np.arange(window)) % len(text)  # (B, T+1)
+    ids = torch.as_tensor(np.asarray(text[positions], dtype=np.int64), device=device)
     x, y = ids[:, :-1], ids[:, 1:]  # (B, T) each
 
     def step() -> None:
@@ -59,20 +83,29 @@ def probe_speed(config: ModelConfig, train: TrainConfig, runtime: Runtime) -> fl
         optimizer.step()
         loss.item()  # waits for the device
 
-    step()
-    began = time.perf_counter()
-    for _ in range(PROBE_STEPS):
+    for _ in range(PROBE_WARMUP_STEPS):
         step()
-    return PROBE_STEPS * x.numel() / (time.perf_counter() - began)
+    began = time.perf_counter()
+    steps = 0
+    while steps < PROBE_STEPS or time.perf_counter() - began < PROBE_SECONDS:
+        step()
+        steps += 1
+    return steps * x.numel() / (time.perf_counter() - began)
 
 
 def choose_size(
-    base: ModelConfig, train: TrainConfig, runtime: Runtime, train_chars: int
+    base: ModelConfig,
+    train: TrainConfig,
+    runtime: Runtime,
+    text: np.ndarray,
+    order: list[int] | None = None,
 ) -> SizeChoice:
-    """The width for a run that gave no size (see the module's docstring); `base` holds
-    the other model settings, its output layer resolved. Under several processes, rank
-    0's choice."""
+    """The width for a run that gave no size (see the module's docstring) on the training
+    text `text` (ids); `base` holds the other model settings, its output layer resolved,
+    and `order` is an adaptive output layer's. Under several processes, rank 0's
+    choice."""
     steps_only = not train.max_time
+    train_chars = len(text)
     chosen: SizeChoice | None = None
     capped = False
     for width in WIDTHS:
@@ -81,12 +114,12 @@ def choose_size(
             capped = True
             break
         if steps_only:
-            speed, budget = None, float(train.max_steps * train.batch_size * train.seq_len)
+            speed = None
+            budget = float(train.max_steps * probe_batch(train) * train.seq_len)
         else:
-            speed = probe_speed(config, train, runtime)
+            speed = probe_speed(config, train, runtime, text, order)
             budget = speed * train.max_time
-        params = parameter_count(config)
-        if chosen is not None and budget < CHARS_PER_PARAMETER * params:
+        if chosen is not None and budget < CHARS_PER_PARAMETER * memorising_parameter_count(config):
             break
         chosen = SizeChoice(config, speed, budget, "")
     (width,) = runtime.group.from_main(chosen.config.hidden)
@@ -105,9 +138,10 @@ def _note(choice: SizeChoice, train: TrainConfig, steps_only: bool, capped: bool
     why = (
         "the widest the text is not small for"
         if capped
-        else f"the widest that sees >= {CHARS_PER_PARAMETER:g} characters per parameter"
+        else f"the widest that sees >= {CHARS_PER_PARAMETER:g} characters per recurrent parameter"
     )
     return (
-        f"size {config.layers}x{config.hidden} ({parameter_count(config):,} parameters): "
+        f"size {config.layers}x{config.hidden} ({parameter_count(config):,} parameters, "
+        f"{memorising_parameter_count(config):,} recurrent): "
         f"{why}, {within} (--hidden/--layers set it)"
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -32,7 +32,7 @@ from ..model.network import CharRNN, detach_state, float32_state
 from ..text.corpus import PreparedCorpus
 from . import checkpoint
 from .batches import BatchStreams
-from .policy import is_small_text
+from .policy import default_batch_size, is_small_text
 from .rundir import RunDir
 from .runtime import Runtime
 from .schedule import (
@@ -155,6 +155,8 @@ class Trainer:
     ):
         """`order` ranks the symbols of an adaptive output layer (session.output_order);
         `load` restores it with the weights."""
+        if config.batch_size is None:  # nothing planned (session.start_run plans it)
+            config = replace(config, batch_size=default_batch_size(None, timed=False))
         self.corpus, self.model_config, self.config = corpus, model_config, config
         self.runtime = runtime or Runtime()
         self.group = group = self.runtime.group
