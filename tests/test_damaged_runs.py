@@ -159,6 +159,7 @@ def test_state_tensors_that_do_not_fit_the_run_are_refused(stopped_run, damage, 
     "edit, said",
     [
         (lambda m: m["train_config"].update(batch_size="4"), "batch_size is str"),
+        (lambda m: m["train_config"].update(batch_size=4.5), "batch_size is float"),
         (lambda m: m["loop"].update(step=None), "step is NoneType"),
         (lambda m: m.pop("corpus_dir"), "corpus_dir missing"),
         (lambda m: m["rng"]["python"].__setitem__(1, [1, 2]), "RNG state"),

@@ -215,7 +215,8 @@ def save_state(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> None
 
 def _typed(cls, values, path: Path, name: str):
     """`cls(**values)` for a dataclass of plain fields, each of its default's type (a
-    float field takes an int; None where the default is None), else one line."""
+    float field takes an int), or where the default is None, None or the field's
+    declared kind (a float without one), else one line."""
 
     def damaged(reason: str) -> ModelFileError:
         return ModelFileError(f"{path}: damaged training state file ({name}: {reason})")
@@ -228,8 +229,9 @@ def _typed(cls, values, path: Path, name: str):
             raise damaged(f"unknown field {key!r}"[:80])
         default = known[key].default
         kinds = (int, float) if isinstance(default, float) else (type(default),)
-        if default is None:  # LoopState.best_nats: a loss, once there is one
-            kinds = (int, float, type(None))
+        if default is None:  # a setting decided at the start (its kind), or a loss
+            kinds = (known[key].metadata.get("kind") or float, type(None))
+            kinds = (int, *kinds) if float in kinds else kinds
         if not isinstance(value, kinds) or (isinstance(value, bool) != isinstance(default, bool)):
             raise damaged(f"{key} is {type(value).__name__}")
     try:
