@@ -204,9 +204,6 @@ class ModelConfig:
 # (training/policy.py decides which text is small, and says why these values).
 SMALL_TEXT_PATIENCE = 3
 SMALL_TEXT_LR_DROPS = 1
-# --batch-size, and for a long run (training/policy.py: default_batch_size).
-BATCH_SIZE = 16
-LONG_RUN_BATCH_SIZE = 32
 
 # `inspect --gradients`: how far back the gradient is followed (k = 1..K) unless
 # --distance says (its --help shows it). With the passage read (inference/gradients.py:

@@ -105,8 +105,8 @@ def test_the_size_note_and_explicit_sizes(runner, tiny_corpus_file, tmp_path):
 
 
 def test_the_long_run_rules():
-    from charrnn.config import BATCH_SIZE, LONG_RUN_BATCH_SIZE
     from charrnn.training import policy
+    from charrnn.training.policy import BATCH_SIZE, LONG_RUN_BATCH_SIZE
 
     config = replace(BASE, hidden=64)
     text = 100 * memorising_parameter_count(config)  # not small for it
@@ -154,8 +154,8 @@ def start_sized(tiny_corpus_file, out, planned, monkeypatch, **train):
 
 
 def test_a_long_sized_run_gets_a_larger_batch_and_dropout(tiny_corpus_file, tmp_path, monkeypatch):
-    from charrnn.config import BATCH_SIZE, LONG_RUN_BATCH_SIZE
     from charrnn.training import policy
+    from charrnn.training.policy import BATCH_SIZE, LONG_RUN_BATCH_SIZE
 
     long = 2 * policy.LONG_RUN_CHARS
     timed, notes = start_sized(tiny_corpus_file, tmp_path / "timed", long, monkeypatch)

@@ -8,14 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..config import (
-    BATCH_SIZE,
-    LONG_RUN_BATCH_SIZE,
-    SMALL_TEXT_LR_DROPS,
-    SMALL_TEXT_PATIENCE,
-    ModelConfig,
-    TrainConfig,
-)
+from ..config import SMALL_TEXT_LR_DROPS, SMALL_TEXT_PATIENCE, ModelConfig, TrainConfig
 from ..model.layout import memorising_parameter_count
 
 
@@ -73,6 +66,8 @@ def is_small_text(config: ModelConfig, train_chars: int) -> bool:
 REPEATED_TEXT_PASSES = 2.0
 REPEATED_TEXT_DROPOUT = 0.1
 LONG_RUN_CHARS = 10e6
+BATCH_SIZE = 16  # --batch-size when none is given ...
+LONG_RUN_BATCH_SIZE = 32  # ... and for a long run
 
 
 def default_dropout(

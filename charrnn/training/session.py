@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundled import bundled_corpus
-from ..config import BATCH_SIZE, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
+from ..config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig
 from ..errors import CharRNNError
 from ..model.layout import frequency_order, memorising_parameter_count, resolve_output
 from ..text.corpus import PreparedCorpus, corpus_warnings, prepare
@@ -33,6 +33,7 @@ from .initfrom import (
     load_init_model,
 )
 from .policy import (
+    BATCH_SIZE,
     EXTENSION_PEAK_RATIO,
     FINETUNE_DROPOUT,
     default_batch_size,

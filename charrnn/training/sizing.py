@@ -28,10 +28,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..config import BATCH_SIZE, ModelConfig, TrainConfig
+from ..config import ModelConfig, TrainConfig
 from ..model.layout import memorising_parameter_count, parameter_count
 from ..model.network import CharRNN
-from .policy import CHARS_PER_PARAMETER, WIDTHS, is_small_text
+from .policy import BATCH_SIZE, CHARS_PER_PARAMETER, WIDTHS, is_small_text
 from .runtime import Runtime
 from .trainer import training_loss
 
