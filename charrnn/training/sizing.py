@@ -17,7 +17,8 @@ The text bounds it from above: a width wider than the default is a candidate onl
 while the text is not small for it (policy.is_small_text), so a small text keeps at
 most the default width and the small-text policy measured for it. Explicit --hidden
 or --layers always win. The rule's constants are policy.WIDTHS and
-policy.CHARS_PER_PARAMETER.
+policy.CHARS_PER_PARAMETER. The characters planned (SizeChoice.budget_chars) also
+decide a long run's dropout and batch (policy.default_dropout, default_batch_size).
 """
 
 from __future__ import annotations
