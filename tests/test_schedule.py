@@ -200,8 +200,8 @@ def pass_due_steps(
     train_chars: int, eval_seconds: float, steps: int, step_seconds: float = 0.01, **budget
 ) -> list[int]:
     """The steps after which validation is due on a text of `train_chars` characters,
-    for a loop of `step_seconds` steps of 16 x 64 characters (the default batch)."""
-    config = TrainConfig(**{"max_time": 60.0, **budget})
+    for a loop of `step_seconds` steps of 16 x 64 characters."""
+    config = TrainConfig(**{"max_time": 60.0, "batch_size": 16, "seq_len": 64, **budget})
     return due_steps(
         config, 1000, eval_seconds, steps,
         train_chars=train_chars, step_chars=1024, step_seconds=step_seconds,
