@@ -50,12 +50,21 @@ def size_args(size: str) -> list[str]:
     return ["--layers", layers, "--hidden", hidden]
 
 
+def kept(args, budget: float, name: str) -> Path | None:
+    """Where a charrnn run is kept (its metrics.jsonl: the validation curve), with
+    --keep; None: a temporary directory."""
+    if not args.keep:
+        return None
+    return Path(args.keep) / f"{args.corpus}-{budget:g}s-{'_'.join(name.split())}"
+
+
 def grid(args, train: Path, val: Path) -> list[dict]:
     rows = []
     for budget in args.budgets:
         for size in args.sizes:
-            row = charrnn_row(train, val, budget, size_args(size) + args.extra)
             name = " ".join([size, *args.extra])
+            keep = kept(args, budget, name)
+            row = charrnn_row(train, val, budget, size_args(size) + args.extra, keep)
             rows.append({"corpus": args.corpus, "budget_s": budget, "size": name, **row})
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -66,10 +75,13 @@ def compare(args, train: Path, val: Path) -> list[dict]:
     gpt_extra = ["--bf16"] if native_bf16() else []
     for budget in args.budgets:
         contenders = [
-            ("charrnn (defaults)", lambda b: charrnn_row(train, val, b, [])),
+            (
+                "charrnn (defaults)",
+                lambda b: charrnn_row(train, val, b, [], kept(args, b, "defaults")),
+            ),
             (
                 "charrnn 1x384 (old defaults)",
-                lambda b: charrnn_row(train, val, b, size_args("1x384")),
+                lambda b: charrnn_row(train, val, b, size_args("1x384"), kept(args, b, "1x384")),
             ),
             ("plain_lstm.py", lambda b: run_json(plain_lstm(train, val, b))[0]),
             (
@@ -130,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
         "--extra",
         default="",
         help="--grid: more `charrnn train` options for every run, e.g. '--dropout 0.1'",
+    )
+    parser.add_argument(
+        "--keep", default="", help="keep each charrnn run's directory under this folder"
     )
     args = parser.parse_args(argv)
     args.extra = args.extra.split()
