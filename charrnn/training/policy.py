@@ -59,8 +59,8 @@ def is_small_text(config: ModelConfig, train_chars: int) -> bool:
 # characters or more (a run bounded by --max-steps keeps its steps' size). Measured
 # (benchmarks/budget.py --grid, AMD EPYC Zen 4, bf16, Shakespeare, 600 s, 1x640,
 # about 11M characters read: 2.4 passes), val nats/char: batch 16 without dropout
-# 1.3972, with dropout 0.1 1.3891, batch 32 without 1.3820 (one run each: within
-# about one run's noise, 0.015, each); in 90 s of 1x384 (about 2M characters) batch
+# 1.3972, with dropout 0.1 1.3891, batch 32 without 1.3820, both 1.3727 (one run
+# each; one run's noise is about 0.015); in 90 s of 1x384 (about 2M characters) batch
 # 16 beat 32 by 0.07 (docs/defaults.md). LONG_RUN_CHARS lies between the two;
 # nothing between them was measured.
 REPEATED_TEXT_PASSES = 2.0
