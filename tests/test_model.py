@@ -15,7 +15,7 @@ from charrnn.inference.decoder import Decoder
 from charrnn.model.cells import cell_step
 from charrnn.model.layout import GATES, parameter_count
 from charrnn.model.modelfile import load_model
-from charrnn.model.network import CharRNN, select_state
+from charrnn.model.network import CharRNN, Dropout, select_state
 from charrnn.model.stepper import Stepper
 from charrnn.text.corpus import preprocess
 from charrnn.training.schedule import AUTO_EVALS_MAX, auto_eval_intervals
@@ -161,6 +161,37 @@ def test_gradcheck_float64(cell):
         return nn.functional.cross_entropy(logits.reshape(-1, 4), targets.reshape(-1))
 
     assert torch.autograd.gradcheck(loss, params, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_drops_at_its_rate_in_every_lane_and_keeps_the_expectation(p):
+    torch.manual_seed(0)
+    x = torch.ones(4 * 50_000)
+    y = Dropout(p).train()(x)
+    kept = (y != 0).double()
+    # four 16-bit draws share a 64-bit word: each of the four lanes at the rate
+    assert torch.allclose(kept.view(-1, 4).mean(0), torch.full((4,), 1 - p).double(), atol=0.01)
+    assert abs(y.double().mean().item() - 1.0) < 0.01
+    dropped, scaled = y.unique().tolist()
+    assert dropped == 0.0 and scaled == pytest.approx(1 / (1 - p), rel=1e-4)
+
+
+def test_dropout_gradient_is_its_mask_and_it_is_seeded():
+    x = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)
+    dropout = Dropout(0.3).train()
+    torch.manual_seed(1)
+    y = dropout(x)
+    y.sum().backward()
+    assert torch.allclose(x.grad, y.detach() / x.detach(), rtol=1e-12, atol=0)
+    torch.manual_seed(1)
+    assert torch.equal(dropout(x), y)
+    assert dropout(x.bfloat16()).dtype == torch.bfloat16
+
+
+def test_dropout_is_the_identity_when_evaluating_or_at_rate_0():
+    x = torch.randn(4, 6)
+    assert Dropout(0.5).eval()(x) is x
+    assert Dropout(0.0).train()(x) is x
 
 
 @pytest.mark.parametrize("cell", CELLS)
