@@ -20,7 +20,7 @@ from charrnn.model.modelfile import load_model, save_model
 from charrnn.model.network import CharRNN
 from charrnn.text.corpus import load_prepared, preprocess, with_base_vocab
 from charrnn.text.vocab import Vocabulary
-from charrnn.training.policy import FINETUNE_DROPOUT, FINETUNE_LR
+from charrnn.training.policy import FINETUNE_DROPOUT, FINETUNE_LR, train_config
 from charrnn.training.rundir import RunDir
 from charrnn.training.runtime import Runtime
 from charrnn.training.session import resume_run, start_run
@@ -176,7 +176,14 @@ def test_the_bundled_model_by_its_short_name(runner, tiny_corpus_file):
     assert fine_tuned.info["init_from"]["path"] == str(bundled_model().resolve())
     assert fine_tuned.info["init_from"]["step"] == bundled.info["step"]
     assert fine_tuned.info["train_config"]["lr"] == FINETUNE_LR
+    assert fine_tuned.info["train_config"]["weight_decay"] == 0.0
     assert load_model("shakespeare").path == bundled_model()  # the one resolver, for -m too
+
+
+def test_weight_decay_from_scratch_and_none_when_fine_tuning_unless_given():
+    assert train_config({}).weight_decay == TrainConfig.weight_decay > 0
+    assert train_config({"weight_decay": None}, finetune=True).weight_decay == 0.0
+    assert train_config({"weight_decay": 0.05}, finetune=True).weight_decay == 0.05
 
 
 def test_the_model_files_and_states_record_the_start_and_a_resume_is_exact(

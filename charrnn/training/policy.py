@@ -136,7 +136,14 @@ EXTENSION_PEAK_RATIO = 1.0
 FINETUNE_LR = 2e-3  # a third of TrainConfig.lr: large steps would undo what the model knows
 FINETUNE_WARMUP_STEPS = 20  # as from scratch: AdamW's moments start at zero either way
 FINETUNE_DROPOUT = 0.2  # the architecture is the model's; this regularises it on a small text
-FINETUNE_TRAIN_DEFAULTS = {"lr": FINETUNE_LR, "warmup_steps": FINETUNE_WARMUP_STEPS}
+# AdamW's decay pulls weights towards zero, not towards the model's: fine-tuning was
+# measured without it (benchmarks/finetune.py), and keeps none.
+FINETUNE_WEIGHT_DECAY = 0.0
+FINETUNE_TRAIN_DEFAULTS = {
+    "lr": FINETUNE_LR,
+    "warmup_steps": FINETUNE_WARMUP_STEPS,
+    "weight_decay": FINETUNE_WEIGHT_DECAY,
+}
 
 
 # The model's size when none is given (sizing.choose_size): one layer, the widest of
