@@ -33,8 +33,9 @@ class Dropout(nn.Module):
     """Inverted dropout, as nn.Dropout, with a cheaper mask: each 64-bit random word
     gives four 16-bit draws where nn.Dropout draws one random number per element.
     Measured (AMD EPYC Zen 4, 2 cores, bf16, a (32, 64, 640) batch of features):
-    forward and backward 4.8 ms against nn.Dropout's 9.6 ms, of a 100 ms training
-    step. The rate is p rounded to a multiple of 1/DROPOUT_DRAWS."""
+    forward and backward 3.8-5.1 ms against nn.Dropout's 9.5-9.6 ms, in a training
+    step of about 105 ms (whose own noise hides the difference; BENCHMARKS.md). The
+    rate is p rounded to a multiple of 1/DROPOUT_DRAWS."""
 
     def __init__(self, p: float):
         super().__init__()
