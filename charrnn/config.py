@@ -225,9 +225,11 @@ class TrainConfig:
         0.05, "The cosine schedule ends at the peak learning rate times this.", minimum=0
     )
     warmup_steps: int = setting(20, "Steps of linear learning-rate warm-up.", minimum=0)
-    # Decoupled decay on every weight, as GPT-style training uses; measured in
-    # docs/defaults.md ("Weight decay"): better from 90 s to 10 minutes.
-    weight_decay: float = setting(0.1, "AdamW weight decay.", minimum=0)
+    # Decoupled (AdamW's) decay on the recurrent matrices (layout.decayed_weights);
+    # measured in docs/defaults.md ("Weight decay"), from 90 s to 30 minutes.
+    weight_decay: float = setting(
+        0.1, "AdamW weight decay, on the recurrent layers' weight matrices.", minimum=0
+    )
     grad_clip: float = setting(
         1.0, "Global gradient-norm clipping threshold.", alias="--clip", minimum=0, min_open=True
     )

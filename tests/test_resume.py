@@ -424,3 +424,19 @@ def test_a_damaged_newest_state_is_passed_over_with_a_warning(tmp_path, prepared
     trainer = resume(tmp_path / "run", warnings)
     assert trainer.loop.step == 5
     assert len(warnings.messages) == 1 and "step-00000099" in warnings.messages[0]
+
+
+def test_a_state_holding_adamws_own_decay_resumes_with_the_trainers_decay_alone(
+    tmp_path, prepared
+):
+    # States written before the decay moved out of AdamW hold weight_decay 0.1 in the
+    # optimizer's group; resumed, AdamW must not decay every weight a second time.
+    model_config, config = configs(prepared, "lstm")
+    stop_after(prepared, model_config, config, tmp_path / "old", 3)
+    state = RunDir(tmp_path / "old").latest_state()
+    assert state.meta["optim_groups"][0]["weight_decay"] == 0.0
+    state.meta["optim_groups"][0]["weight_decay"] = 0.1
+    trainer = Trainer(prepared, model_config, config, tmp_path / "again")
+    trainer.load(state)
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.0
+    assert config.weight_decay > 0 and len(trainer.decayed) == 2 * model_config.layers

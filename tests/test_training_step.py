@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
+from charrnn.model.layout import decayed_weights
 from charrnn.text.corpus import preprocess
 from charrnn.training.rundir import RunDir
 from charrnn.training.schedule import warmup_cosine
@@ -20,17 +21,16 @@ def prepared(tmp_path_factory, tiny_corpus_file):
 
 class Recorded:
     """What the optimizer was given at each of its steps: the learning rate, the
-    gradients it applied (after clipping) and, once, the weights before the first."""
+    gradients it applied (after clipping) and, once, the weights before training."""
 
     def __init__(self, trainer: Trainer):
-        self.lrs, self.grads, self.before = [], [], None
+        self.lrs, self.grads = [], []
+        self.before = [p.detach().clone() for p in trainer.model.parameters()]
         self.trainer = trainer
         step = trainer.optimizer.step
 
         def recording_step(*args, **kwargs):
             params = list(trainer.model.parameters())
-            if self.before is None:
-                self.before = [p.detach().clone() for p in params]
             self.lrs.append(trainer.optimizer.param_groups[0]["lr"])
             self.grads.append([p.grad.detach().clone() for p in params])
             return step(*args, **kwargs)
@@ -85,19 +85,34 @@ def test_a_step_clips_the_gradient_to_the_configured_norm(prepared, tmp_path):
         assert torch.equal(got, want)
 
 
-def test_the_optimizer_is_adamw_with_betas_0_9_and_0_99(prepared, tmp_path):
+def test_the_optimizer_is_adamw_with_betas_0_9_and_0_99_decaying_the_recurrent_matrices(
+    prepared, tmp_path
+):
     trainer, recorded = run(
         prepared, tmp_path, "run", max_steps=6, lr=1e-2, warmup_steps=2, weight_decay=0.1
     )
     group = trainer.optimizer.param_groups[0]
     assert isinstance(trainer.optimizer, torch.optim.AdamW)
-    assert group["betas"] == (0.9, 0.99) and group["weight_decay"] == 0.1
+    assert group["betas"] == (0.9, 0.99)
     # torch's AdamW with those settings, replayed on the gradients the trainer applied,
+    # decay 0.1 on W_ih and W_hh and none on the biases, embedding and output layer,
     # moves every weight as the trainer's step did.
+    names = [name for name, _ in trainer.model.named_parameters()]
+    assert [n for n in names if n.startswith("rnn.weight")] == list(
+        decayed_weights(trainer.model_config)
+    )
     replica = [p.clone().requires_grad_(True) for p in recorded.before]
-    reference = torch.optim.AdamW(replica, lr=1.0, betas=(0.9, 0.99), weight_decay=0.1)
+    decayed = [p for name, p in zip(names, replica) if name.startswith("rnn.weight")]
+    kept = [p for name, p in zip(names, replica) if not name.startswith("rnn.weight")]
+    assert len(decayed) == 2 and len(kept) == len(names) - 2
+    reference = torch.optim.AdamW(
+        [{"params": decayed, "weight_decay": 0.1}, {"params": kept, "weight_decay": 0.0}],
+        lr=1.0,
+        betas=(0.9, 0.99),
+    )
     for lr, grads in zip(recorded.lrs, recorded.grads):
-        reference.param_groups[0]["lr"] = lr
+        for reference_group in reference.param_groups:
+            reference_group["lr"] = lr
         for param, grad in zip(replica, grads):
             param.grad = grad
         reference.step()

@@ -142,6 +142,15 @@ def cluster_weights(k: int) -> tuple[str, str]:
     return f"head.tail.{k}.0.weight", f"head.tail.{k}.1.weight"
 
 
+def decayed_weights(config: ModelConfig) -> tuple[str, ...]:
+    """The weights that weight decay reaches: the recurrent layers' matrices W_ih and
+    W_hh, the ones that can memorise (memorising_parameter_count). Biases set a
+    baseline (a gate's, a symbol's log-frequency) and are left alone, as is usual; so
+    are the embedding and the output layer, whose rows for a large alphabet's rare
+    symbols get few gradients, and decay would pull them towards zero in between."""
+    return tuple(name for k in range(config.layers) for name in layer_weights(k)[:2])
+
+
 def recurrent_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The names and shapes of the recurrent layers' weights."""
     rows, hidden = gate_blocks(config.cell) * config.hidden, config.hidden
