@@ -226,7 +226,7 @@ class TrainConfig:
     )
     warmup_steps: int = setting(20, "Steps of linear learning-rate warm-up.", minimum=0)
     # Decoupled (AdamW's) decay on the recurrent matrices (layout.decayed_weights);
-    # measured in docs/defaults.md ("Weight decay"), from 90 s to 30 minutes.
+    # measured in docs/defaults.md ("Weight decay").
     weight_decay: float = setting(
         0.1, "AdamW weight decay, on the recurrent layers' weight matrices.", minimum=0
     )
