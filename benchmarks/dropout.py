@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -25,6 +24,7 @@ from torch import nn
 from charrnn.config import ModelConfig
 from charrnn.model.network import CharRNN, Dropout
 from charrnn.training.precision import cpu_bfloat16
+from charrnn.training.runtime import Runtime
 from charrnn.training.trainer import training_loss
 
 from .common import cpu_model
@@ -41,10 +41,6 @@ def milliseconds(step, repeats: int) -> float:
     for _ in range(repeats):
         step()
     return (time.perf_counter() - began) / repeats * 1000
-
-
-def autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def dropout_alone(dropout: nn.Module, args, bf16: bool) -> float:
@@ -64,9 +60,10 @@ def training_step(p: float, dropout: nn.Module | None, args, bf16: bool) -> floa
     optimizer = torch.optim.AdamW(model.parameters(), fused=True)
     ids = torch.randint(0, VOCAB, (args.batch, SEQ_LEN + 1))
     x, y = ids[:, :-1], ids[:, 1:]
+    runtime = Runtime(precision="bf16" if bf16 else "fp32")  # the trainer's autocast
 
     def step() -> None:
-        with autocast(bf16):
+        with runtime.autocast():
             loss, _ = training_loss(model, model.config.output, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
