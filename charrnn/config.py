@@ -97,6 +97,7 @@ class DataConfig:
 
 CELLS = ("rnn", "lstm", "gru")
 OUTPUTS = ("auto", "softmax", "adaptive")
+DECAY_SCOPES = ("recurrent", "all")
 
 # --output auto picks the adaptive softmax from this alphabet size, on a text long
 # enough for it (model/layout.py: resolve_output, which also says why).
@@ -225,10 +226,14 @@ class TrainConfig:
         0.05, "The cosine schedule ends at the peak learning rate times this.", minimum=0
     )
     warmup_steps: int = setting(20, "Steps of linear learning-rate warm-up.", minimum=0)
-    # Decoupled (AdamW's) decay on the recurrent matrices (layout.decayed_weights);
-    # measured in docs/defaults.md ("Weight decay").
-    weight_decay: float = setting(
-        0.1, "AdamW weight decay, on the recurrent layers' weight matrices.", minimum=0
+    # Decoupled (AdamW's) decay on the weights weight_decay_on names
+    # (layout.decayed_weights); measured in docs/defaults.md ("Weight decay").
+    weight_decay: float = setting(0.1, "AdamW weight decay.", minimum=0)
+    weight_decay_on: str | None = setting(
+        None,
+        "The weights the decay reaches: the recurrent layers' matrices, or every weight.",
+        choices=DECAY_SCOPES,
+        kind=str,
     )
     grad_clip: float = setting(
         1.0, "Global gradient-norm clipping threshold.", alias="--clip", minimum=0, min_open=True
@@ -287,6 +292,11 @@ class TrainConfig:
                 raise CharRNNError(f"{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0:
             raise CharRNNError("the learning rate must be positive")
+        if self.weight_decay_on is not None and self.weight_decay_on not in DECAY_SCOPES:
+            raise CharRNNError(
+                f"unknown weight-decay-on {_shown(self.weight_decay_on)}; "
+                f"choose one of {', '.join(DECAY_SCOPES)}"
+            )
         for name in ("patience", "lr_drops", "sample_chars"):
             if (getattr(self, name) or 0) < 0:
                 raise CharRNNError(f"{name.replace('_', '-')} must be >= 0")

@@ -142,12 +142,19 @@ def cluster_weights(k: int) -> tuple[str, str]:
     return f"head.tail.{k}.0.weight", f"head.tail.{k}.1.weight"
 
 
-def decayed_weights(config: ModelConfig) -> tuple[str, ...]:
-    """The weights that weight decay reaches: the recurrent layers' matrices W_ih and
-    W_hh, the ones that can memorise (memorising_parameter_count). Biases set a
-    baseline (a gate's, a symbol's log-frequency) and are left alone, as is usual; so
-    are the embedding and the output layer, whose rows for a large alphabet's rare
-    symbols get few gradients, and decay would pull them towards zero in between."""
+def decayed_weights(config: ModelConfig, scope: str = "recurrent") -> tuple[str, ...]:
+    """The weights that weight decay reaches (TrainConfig.weight_decay_on):
+
+    - "recurrent": the recurrent layers' matrices W_ih and W_hh, the ones that can
+      memorise (memorising_parameter_count). Not the biases, which set a baseline (a
+      gate's, a symbol's log-frequency), nor the embedding and the output layer, whose
+      rows for a large alphabet's rare symbols get few gradients, and decay would pull
+      them towards zero in between;
+    - "all": every weight, as GPT-style training decays them (weight_shapes but an
+      adaptive head's ORDER buffer).
+    """
+    if scope == "all":
+        return tuple(name for name in weight_shapes(config) if name != ORDER)
     return tuple(name for k in range(config.layers) for name in layer_weights(k)[:2])
 
 
