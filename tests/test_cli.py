@@ -140,6 +140,7 @@ def test_corpora_in_any_script_end_to_end(runner, tmp_path, name):
         (["sample", "--temperature", "-1"], "--temperature", 2),
         (["sample", "--top-p", "0"], "--top-p", 2),
         (["train", "--cell", "transformer"], "--cell", 2),
+        (["train", "--weight-decay-on", "biases"], "--weight-decay-on", 2),
         (["train", "--max-time", "0", "--max-steps", "0"], "budget", 1),
     ],
 )

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -440,3 +441,22 @@ def test_a_state_holding_adamws_own_decay_resumes_with_the_trainers_decay_alone(
     trainer.load(state)
     assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.0
     assert config.weight_decay > 0 and len(trainer.decayed) == 2 * model_config.layers
+
+
+def test_a_resumed_run_decays_the_weights_its_state_names(tmp_path, prepared):
+    model_config, config = configs(prepared, "lstm")
+    every = replace(config, weight_decay_on="all")
+    train(prepared, model_config, every, tmp_path / "whole", runtime=Runtime(precision="fp32"))
+    stop_after(prepared, model_config, every, tmp_path / "split", 9)
+    resumed = resume(tmp_path / "split")
+    assert resumed.config.weight_decay_on == "all"
+    assert len(resumed.decayed) == len(list(resumed.model.parameters()))
+    resumed.run()
+    whole, split = final_weights(tmp_path / "whole"), final_weights(tmp_path / "split")
+    for key in whole:
+        assert torch.equal(whole[key], split[key]), key
+    # A config that names none (a state from before the setting) decays the recurrent
+    # matrices, as its run did.
+    unnamed = Trainer(prepared, model_config, config, tmp_path / "unnamed")
+    assert config.weight_decay_on is None and unnamed.config.weight_decay_on == "recurrent"
+    assert len(unnamed.decayed) == 2 * model_config.layers

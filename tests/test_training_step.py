@@ -85,26 +85,38 @@ def test_a_step_clips_the_gradient_to_the_configured_norm(prepared, tmp_path):
         assert torch.equal(got, want)
 
 
-def test_the_optimizer_is_adamw_with_betas_0_9_and_0_99_decaying_the_recurrent_matrices(
-    prepared, tmp_path
+@pytest.mark.parametrize(
+    "scope, reached",
+    [
+        ("recurrent", lambda name: name.startswith("rnn.weight")),  # W_ih, W_hh
+        ("all", lambda name: True),
+    ],
+)
+def test_the_optimizer_is_adamw_with_betas_0_9_and_0_99_decaying_the_weights_it_is_on(
+    prepared, tmp_path, scope, reached
 ):
     trainer, recorded = run(
-        prepared, tmp_path, "run", max_steps=6, lr=1e-2, warmup_steps=2, weight_decay=0.1
+        prepared,
+        tmp_path,
+        "run",
+        max_steps=6,
+        lr=1e-2,
+        warmup_steps=2,
+        weight_decay=0.1,
+        weight_decay_on=scope,
     )
     group = trainer.optimizer.param_groups[0]
     assert isinstance(trainer.optimizer, torch.optim.AdamW)
     assert group["betas"] == (0.9, 0.99)
     # torch's AdamW with those settings, replayed on the gradients the trainer applied,
-    # decay 0.1 on W_ih and W_hh and none on the biases, embedding and output layer,
-    # moves every weight as the trainer's step did.
+    # decay 0.1 on the weights `reached` names and none on the others, moves every
+    # weight as the trainer's step did.
     names = [name for name, _ in trainer.model.named_parameters()]
-    assert [n for n in names if n.startswith("rnn.weight")] == list(
-        decayed_weights(trainer.model_config)
-    )
+    assert [n for n in names if reached(n)] == list(decayed_weights(trainer.model_config, scope))
     replica = [p.clone().requires_grad_(True) for p in recorded.before]
-    decayed = [p for name, p in zip(names, replica) if name.startswith("rnn.weight")]
-    kept = [p for name, p in zip(names, replica) if not name.startswith("rnn.weight")]
-    assert len(decayed) == 2 and len(kept) == len(names) - 2
+    decayed = [p for name, p in zip(names, replica) if reached(name)]
+    kept = [p for name, p in zip(names, replica) if not reached(name)]
+    assert len(decayed) == {"recurrent": 2, "all": len(names)}[scope]
     reference = torch.optim.AdamW(
         [{"params": decayed, "weight_decay": 0.1}, {"params": kept, "weight_decay": 0.0}],
         lr=1.0,
