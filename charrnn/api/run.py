@@ -110,9 +110,9 @@ def train(
     max_time=60, grad_clip=1.0, ...), with the command line's names (--grad-clip).
     What is not given is decided as `charrnn train` decides it: the size from the
     budget, a text short for the model gets dropout and patience, a long run dropout,
-    a larger batch and weight decay on every weight (training.policy). An earlier run in `out` is
-    an error unless `force` (which deletes it). `reporter` (a training.trainer.Reporter)
-    hears of progress; by default nothing is printed.
+    a larger batch and weight decay on every weight (training.policy). An earlier
+    run in `out` is an error unless `force` (which deletes it). `reporter` (a
+    training.trainer.Reporter) hears of progress; by default nothing is printed.
 
     `init_from` (a model file, a run directory, or "shakespeare" for the bundled model)
     fine-tunes that model: its architecture (model settings must agree with it), the
