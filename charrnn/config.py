@@ -226,14 +226,14 @@ class TrainConfig:
         0.05, "The cosine schedule ends at the peak learning rate times this.", minimum=0
     )
     warmup_steps: int = setting(20, "Steps of linear learning-rate warm-up.", minimum=0)
-    # Decoupled (AdamW's) decay on the weights weight_decay_on names
-    # (layout.decayed_weights); measured in docs/defaults.md ("Weight decay").
+    # Decoupled (AdamW's) decay on the recurrent matrices, or on every weight
+    # (weight_decay_on; layout.decayed_weights): measured in docs/defaults.md
+    # ("Weight decay").
     weight_decay: float = setting(0.1, "AdamW weight decay.", minimum=0)
-    weight_decay_on: str | None = setting(
-        None,
+    weight_decay_on: str = setting(
+        "recurrent",
         "The weights the decay reaches: the recurrent layers' matrices, or every weight.",
         choices=DECAY_SCOPES,
-        kind=str,
     )
     grad_clip: float = setting(
         1.0, "Global gradient-norm clipping threshold.", alias="--clip", minimum=0, min_open=True
@@ -292,7 +292,7 @@ class TrainConfig:
                 raise CharRNNError(f"{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0:
             raise CharRNNError("the learning rate must be positive")
-        if self.weight_decay_on is not None and self.weight_decay_on not in DECAY_SCOPES:
+        if self.weight_decay_on not in DECAY_SCOPES:
             raise CharRNNError(
                 f"unknown weight-decay-on {_shown(self.weight_decay_on)}; "
                 f"choose one of {', '.join(DECAY_SCOPES)}"

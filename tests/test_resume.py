@@ -455,8 +455,3 @@ def test_a_resumed_run_decays_the_weights_its_state_names(tmp_path, prepared):
     whole, split = final_weights(tmp_path / "whole"), final_weights(tmp_path / "split")
     for key in whole:
         assert torch.equal(whole[key], split[key]), key
-    # A config that names none (a state from before the setting) decays the recurrent
-    # matrices, as its run did.
-    unnamed = Trainer(prepared, model_config, config, tmp_path / "unnamed")
-    assert config.weight_decay_on is None and unnamed.config.weight_decay_on == "recurrent"
-    assert len(unnamed.decayed) == 2 * model_config.layers

@@ -121,11 +121,6 @@ def test_the_long_run_rules():
     assert policy.default_batch_size(0.99 * long, timed=True) == BATCH_SIZE
     assert policy.default_batch_size(long, timed=True) == LONG_RUN_BATCH_SIZE
     assert policy.default_batch_size(long, timed=False) == BATCH_SIZE  # steps fix the work
-    # decay reaches every weight on the same condition as the dropout, small text or not
-    assert policy.default_decay_scope(text, None) == "recurrent"
-    assert policy.default_decay_scope(text, 0.99 * passes * text) == "recurrent"
-    assert policy.default_decay_scope(text, passes * text) == "all"
-    assert policy.default_decay_scope(1000, 1e9) == "all"
 
 
 class Told(Reporter):
@@ -158,9 +153,7 @@ def start_sized(tiny_corpus_file, out, planned, monkeypatch, **train):
     return trainer, told.notes
 
 
-def test_a_long_sized_run_gets_a_larger_batch_dropout_and_decay_on_every_weight(
-    tiny_corpus_file, tmp_path, monkeypatch
-):
+def test_a_long_sized_run_gets_a_larger_batch_and_dropout(tiny_corpus_file, tmp_path, monkeypatch):
     from charrnn.training import policy
     from charrnn.training.policy import BATCH_SIZE, LONG_RUN_BATCH_SIZE
 
@@ -170,9 +163,6 @@ def test_a_long_sized_run_gets_a_larger_batch_dropout_and_decay_on_every_weight(
     assert timed.model_config.dropout == policy.REPEATED_TEXT_DROPOUT
     assert notes[0].startswith("size chosen; dropout 0.1: the run plans to read the text")
     assert notes[1].startswith(f"batch {LONG_RUN_BATCH_SIZE}: a long run, 20.0M characters")
-    assert timed.config.weight_decay_on == "all"
-    assert notes[2].startswith("weight decay on every weight: the run plans to read the text")
-    assert len(timed.decayed) == len(list(timed.model.parameters()))
     # bounded by steps: the batch stays (doubling it would double the work)
     steps, _ = start_sized(
         tiny_corpus_file, tmp_path / "steps", long, monkeypatch, max_time=0, max_steps=5
@@ -180,29 +170,16 @@ def test_a_long_sized_run_gets_a_larger_batch_dropout_and_decay_on_every_weight(
     assert steps.config.batch_size == BATCH_SIZE
     assert steps.model_config.dropout == policy.REPEATED_TEXT_DROPOUT
     # given settings win; a short plan changes nothing
-    given, notes = start_sized(
-        tiny_corpus_file,
-        tmp_path / "given",
-        long,
-        monkeypatch,
-        batch_size=4,
-        weight_decay_on="recurrent",
-    )
-    assert given.config.batch_size == 4 and given.config.weight_decay_on == "recurrent"
-    assert len(given.decayed) == 2 and not any("weight decay" in note for note in notes)
-    # no decay: nothing to say about where it reaches
-    undecayed, notes = start_sized(
-        tiny_corpus_file, tmp_path / "undecayed", long, monkeypatch, weight_decay=0.0
-    )
-    assert not any("weight decay" in note for note in notes)
+    given, _ = start_sized(tiny_corpus_file, tmp_path / "given", long, monkeypatch, batch_size=4)
+    assert given.config.batch_size == 4
     short, notes = start_sized(tiny_corpus_file, tmp_path / "short", 1000.0, monkeypatch)
     assert short.config.batch_size == BATCH_SIZE and short.model_config.dropout == 0.0
-    assert short.config.weight_decay_on == "recurrent"
     assert notes == ["size chosen"]
 
 
 def test_the_decay_reaches_a_named_set_of_weights():
     from charrnn.errors import CharRNNError
 
+    assert TrainConfig().weight_decay_on == "recurrent"
     with pytest.raises(CharRNNError, match="unknown weight-decay-on 'biases'; choose one of"):
         TrainConfig(weight_decay_on="biases")

@@ -109,10 +109,10 @@ def train(
     `settings` are fields of DataConfig, ModelConfig and TrainConfig (hidden=256,
     max_time=60, grad_clip=1.0, ...), with the command line's names (--grad-clip).
     What is not given is decided as `charrnn train` decides it: the size from the
-    budget, a text short for the model gets dropout and patience, a long run dropout,
-    a larger batch and weight decay on every weight (training.policy). An earlier
-    run in `out` is an error unless `force` (which deletes it). `reporter` (a
-    training.trainer.Reporter) hears of progress; by default nothing is printed.
+    budget, a text short for the model gets dropout and patience, a long run dropout
+    and a larger batch (training.policy). An earlier run in `out` is
+    an error unless `force` (which deletes it). `reporter` (a training.trainer.Reporter)
+    hears of progress; by default nothing is printed.
 
     `init_from` (a model file, a run directory, or "shakespeare" for the bundled model)
     fine-tunes that model: its architecture (model settings must agree with it), the

@@ -79,32 +79,9 @@ def default_dropout(
     else 0."""
     if is_small_text(config, train_chars):
         return SMALL_TEXT_DROPOUT
-    if repeats_text(train_chars, planned_chars):
+    if planned_chars and planned_chars >= REPEATED_TEXT_PASSES * train_chars:
         return REPEATED_TEXT_DROPOUT
     return 0.0
-
-
-def repeats_text(train_chars: int, planned_chars: float | None) -> bool:
-    """Whether a run plans to read its text REPEATED_TEXT_PASSES times or more
-    (`planned_chars`: None when not planned)."""
-    return bool(planned_chars) and planned_chars >= REPEATED_TEXT_PASSES * train_chars
-
-
-# Weight decay (TrainConfig.weight_decay) reaches the recurrent matrices, and every
-# weight once the run plans to read the text REPEATED_TEXT_PASSES times or more
-# (layout.decayed_weights). Decay on every weight is regularisation for a text read
-# again and again; early on it pulls a large alphabet's rare symbols' rows (their
-# embedding, their output rows and biases) towards zero between their rare
-# gradients. Measured (AMD EPYC Zen 4, bf16, val nats/char; docs/defaults.md, "Weight
-# decay"): manpages-zh 90 s (under one pass) every weight 2.2992, recurrent 2.2416,
-# none 2.2695; Shakespeare 1800 s (7.6 passes) every weight 1.2943, recurrent
-# 1.3086; 600 s (2.4 passes) every weight 1.3436 and 1.3465, recurrent 1.3410;
-# manpages-zh 600 s every weight 1.8735, none 1.9070.
-def default_decay_scope(train_chars: int, planned_chars: float | None) -> str:
-    """The weight_decay_on `charrnn train` uses when none is given: "all" when the run
-    plans to read the text REPEATED_TEXT_PASSES times or more (repeats_text), else
-    "recurrent"."""
-    return "all" if repeats_text(train_chars, planned_chars) else "recurrent"
 
 
 def default_batch_size(planned_chars: float | None, timed: bool) -> int:
@@ -217,10 +194,6 @@ def decided_defaults() -> dict[str, str]:
             f"{REPEATED_TEXT_DROPOUT} when the size is decided and the run plans to read "
             f"the text {REPEATED_TEXT_PASSES:g} times or more; {FINETUNE_DROPOUT} with "
             "--init-from"
-        ),
-        "weight_decay_on": (
-            "recurrent, or all when the size is decided and the run plans to read the "
-            f"text {REPEATED_TEXT_PASSES:g} times or more"
         ),
         "batch_size": (
             f"{BATCH_SIZE}, or {LONG_RUN_BATCH_SIZE} when the size is decided and the run, "

@@ -37,7 +37,6 @@ from .policy import (
     EXTENSION_PEAK_RATIO,
     FINETUNE_DROPOUT,
     default_batch_size,
-    default_decay_scope,
     default_dropout,
     default_lr_drops,
     default_patience,
@@ -125,23 +124,6 @@ def batch_size_for(
             "(--batch-size sets it)"
         )
     return replace(train, batch_size=batch), note
-
-
-def decay_scope_for(
-    train: TrainConfig, train_chars: int, planned_chars: float | None
-) -> tuple[TrainConfig, str | None]:
-    """`train` with the weights its decay reaches decided when not given
-    (policy.default_decay_scope), and a note when that is every weight."""
-    if train.weight_decay_on is not None:
-        return train, None
-    scope = default_decay_scope(train_chars, planned_chars)
-    note = None
-    if scope == "all" and train.weight_decay:
-        note = (
-            f"weight decay on every weight: the run plans to read the text "
-            f"{planned_chars / train_chars:.1f} times (--weight-decay-on sets it)"
-        )
-    return replace(train, weight_decay_on=scope), note
 
 
 def _check_model_settings(settings: dict) -> None:
@@ -277,7 +259,6 @@ def start_run(
             order = None  # an adaptive head's comes with the carried weights
         train, patience_note = _patience_for(train, config, len(prepared.train))
         train, batch_note = batch_size_for(train, planned)
-        train, decay_note = decay_scope_for(train, len(prepared.train), planned)
         trainer = Trainer(prepared, config, train, rundir, reporter, runtime, order=order)
         if source is not None:
             trainer.model.load_state_dict(carried_weights(source, prepared.vocab))
@@ -286,7 +267,7 @@ def start_run(
             rundir.claim(force)
     # Everything that can fail has been built; now the advice.
     if group.is_main:
-        notes = (note, batch_note, decay_note, patience_note)
+        notes = (note, batch_note, patience_note)
         _advise(reporter, trainer, fine_tuned=source is not None, notes=notes)
     return trainer
 

@@ -33,7 +33,7 @@ from ..model.network import CharRNN, detach_state, float32_state
 from ..text.corpus import PreparedCorpus
 from . import checkpoint
 from .batches import BatchStreams
-from .policy import default_batch_size, default_decay_scope, is_small_text
+from .policy import default_batch_size, is_small_text
 from .rundir import RunDir
 from .runtime import Runtime
 from .schedule import (
@@ -156,11 +156,8 @@ class Trainer:
     ):
         """`order` ranks the symbols of an adaptive output layer (session.output_order);
         `load` restores it with the weights."""
-        # Left open, nothing planned (session.start_run plans them):
-        if config.batch_size is None:
+        if config.batch_size is None:  # nothing planned (session.start_run plans it)
             config = replace(config, batch_size=default_batch_size(None, timed=False))
-        if config.weight_decay_on is None:
-            config = replace(config, weight_decay_on=default_decay_scope(len(corpus.train), None))
         self.corpus, self.model_config, self.config = corpus, model_config, config
         self.runtime = runtime or Runtime()
         self.group = group = self.runtime.group
