@@ -175,11 +175,3 @@ def test_a_long_sized_run_gets_a_larger_batch_and_dropout(tiny_corpus_file, tmp_
     short, notes = start_sized(tiny_corpus_file, tmp_path / "short", 1000.0, monkeypatch)
     assert short.config.batch_size == BATCH_SIZE and short.model_config.dropout == 0.0
     assert notes == ["size chosen"]
-
-
-def test_the_decay_reaches_a_named_set_of_weights():
-    from charrnn.errors import CharRNNError
-
-    assert TrainConfig().weight_decay_on == "recurrent"
-    with pytest.raises(CharRNNError, match="unknown weight-decay-on 'biases'; choose one of"):
-        TrainConfig(weight_decay_on="biases")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from charrnn.config import DataConfig, ModelConfig, TrainConfig
+from charrnn.errors import CharRNNError
 from charrnn.model.layout import decayed_weights
 from charrnn.text.corpus import preprocess
 from charrnn.training.rundir import RunDir
@@ -136,3 +137,9 @@ def test_the_optimizer_is_adamw_with_betas_0_9_and_0_99_decaying_the_weights_it_
         torch.testing.assert_close(
             trained.detach() - before, replayed.detach() - before, rtol=1e-4, atol=1e-7
         )
+
+
+def test_the_decay_reaches_a_named_set_of_weights():
+    assert TrainConfig().weight_decay_on == "recurrent"
+    with pytest.raises(CharRNNError, match="unknown weight-decay-on 'biases'; choose one of"):
+        TrainConfig(weight_decay_on="biases")

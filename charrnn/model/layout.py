@@ -142,7 +142,7 @@ def cluster_weights(k: int) -> tuple[str, str]:
     return f"head.tail.{k}.0.weight", f"head.tail.{k}.1.weight"
 
 
-def decayed_weights(config: ModelConfig, scope: str = "recurrent") -> tuple[str, ...]:
+def decayed_weights(config: ModelConfig, scope: str) -> tuple[str, ...]:
     """The weights that weight decay reaches (TrainConfig.weight_decay_on):
 
     - "recurrent": the recurrent layers' matrices W_ih and W_hh, the ones that can
